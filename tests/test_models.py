@@ -42,7 +42,8 @@ def test_wrong_rotary_base_would_be_caught():
     model = load_model(verbose=False)
     cfg = models.HookedTransformerConfig(**{**models.SMOLLM2_CONFIG, "normalization_type": "RMSPre", "rotary_base": 10000})
     wrong = models.HookedTransformer(cfg, tokenizer=model.tokenizer, move_to_device=False)
-    wrong.load_state_dict(model.state_dict(), strict=False)
+    weights = {name: value for name, value in model.state_dict().items() if "rotary" not in name}  # keep its own tables
+    wrong.load_state_dict(weights, strict=False)
     tokens = model.to_tokens("When Mary and John went to the store, John gave a drink to")
     gap = (wrong(tokens).log_softmax(-1) - model(tokens).log_softmax(-1)).abs().max().item()
     assert gap > 100 * models.CONVERSION_TOLERANCE

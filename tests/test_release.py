@@ -68,6 +68,8 @@ def test_cells_have_roles_and_checks_match_the_registry(source):
         elif meta.get("grade"):
             checks[meta["grade_id"]] = meta["points"]
             assert meta["locked"]
+            # the check cell imports `check` itself: a learner's cell rebinding `check` changes nothing
+            assert cell.source.startswith(f"from utils.chapter{source.name[:2]} import check")
         else:
             assert tags & {"setup", "demo"}, f"code cell without a role: {cell.source[:80]!r}"
     assert set(solutions) == set(exercises)

@@ -130,9 +130,10 @@ def match(expected: Any, got: Any, atol: float = 1e-4, rtol: float = 1e-4, where
                 msg += f" (largest difference {_fmt((got - expected).abs().nan_to_num(math.inf).max().item())})"
             return msg
         return None
-    if isinstance(expected, bool) or isinstance(expected, str):
+    if isinstance(expected, (bool, str)):
         if type(got) is not type(expected) or got != expected:
-            return f"expected {expected!r}{at}, got {got!r}" if len(repr(got)) < 200 else f"expected {expected!r}{at}, got {describe(got)}"
+            shown = repr(got) if len(repr(got)) < 200 else describe(got)
+            return f"expected {expected!r}{at}, got {shown}"
         return None
     if isinstance(expected, (int, float)):
         if isinstance(got, torch.Tensor) and got.numel() == 1:
