@@ -1,0 +1,58 @@
+"""Every chapter's checks, by the same rules: the reference passes; a stub and every wrong
+implementation in tests/wrong/chapterNN.py fail; every exercise has at least two of those."""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+
+import pytest
+
+from tests.conftest import wrong_implementations
+from utils.grade import CHAPTERS
+from utils.grading import run_exercise
+
+EXERCISES = [
+    (chapter, exercise) for chapter, module in sorted(CHAPTERS.items()) for exercise in importlib.import_module(module).EXERCISES
+]
+WRONG = [(chapter, *fixture) for chapter in sorted(CHAPTERS) for fixture in wrong_implementations(chapter)]
+
+
+def exercise_of(chapter: str, function: str):
+    return next(e for c, e in EXERCISES if c == chapter and e.function == function)
+
+
+@pytest.mark.parametrize(("chapter", "exercise"), EXERCISES, ids=[f"{c}-{e.function}" for c, e in EXERCISES])
+def test_reference_passes(chapter, exercise):
+    reference = getattr(importlib.import_module(CHAPTERS[chapter]), exercise.function)
+    result = run_exercise(exercise, reference)
+    assert result.passed, result.message
+    assert result.points == exercise.points
+
+
+@pytest.mark.parametrize(("chapter", "exercise"), EXERCISES, ids=[f"{c}-{e.function}" for c, e in EXERCISES])
+def test_stub_fails_with_a_plain_message(chapter, exercise):
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    result = run_exercise(exercise, stub)
+    assert not result.passed and result.points == 0
+    assert "not implemented yet" in result.message
+
+
+@pytest.mark.parametrize(
+    ("chapter", "function", "mistake", "implementation"), WRONG, ids=[f"{c}-{f}__{m}" for c, f, m, _ in WRONG]
+)
+def test_wrong_implementation_is_caught(chapter, function, mistake, implementation):
+    result = run_exercise(exercise_of(chapter, function), implementation)
+    assert not result.passed, f"{function}__{mistake} passed the check"
+    assert result.points == 0
+    assert result.message.startswith("case ")
+
+
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_every_exercise_has_two_wrong_implementations(chapter):
+    functions = {e.function for c, e in EXERCISES if c == chapter}
+    counts = Counter(function for c, function, _, _ in WRONG if c == chapter)
+    assert set(counts) <= functions, f"fixtures for unknown exercises: {set(counts) - functions}"
+    assert {f: counts[f] for f in functions if counts[f] < 2} == {}
