@@ -24,7 +24,7 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)  ## create .venv with the pinned environment and the bundled model
 
 lab: setup  ## open the course in JupyterLab on chapter 00
-	$(BIN)/jupyter lab chapters/00_transformerlens_warmup.ipynb
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/00_transformerlens_warmup.ipynb
 
 lint: setup  ## ruff on the package, the tests and every notebook
 	$(BIN)/ruff check utils tests
