@@ -81,12 +81,15 @@ def course(tmp_path_factory) -> Path:
         "utils.grading.run_exercise = lambda ex, fn, hidden=True: "
         "utils.grading.Result(ex.function, ex.points, ex.points, True, 'ok')"
     ))
+    deleted = fill(released, {**right, "single_token_names": "def single_token_names(model, names):\n    return names\n"})
+    deleted.cells = [c for c in deleted.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "check_single_token_names"]
     submissions = {
         "ada": fill(released, right),  # the reference solution
         "bea": released,  # the untouched release
         "cy": fill(released, partly_wrong),  # two exercises wrong
         "dov": tampered,  # edits a locked check cell, redefines `check`
         "eve": patched,  # monkey-patches the checks inside her kernel
+        "fay": deleted,  # one wrong exercise whose check cell she deleted
     }
     for student, nb in submissions.items():
         nbgrader(course, "db", "student", "add", student)
@@ -106,6 +109,8 @@ def test_tampering_with_check_cells_gains_nothing(course):
     assert sum(nbgrader_scores(course)[(NB00, "dov")].values()) == 0  # locked cells restored, `check` re-imported
     autograded = (course / "autograded" / "dov" / NB00 / f"{NB00}.ipynb").read_text()
     assert "the learner emptied a locked check cell" not in autograded
+    fay = nbgrader_scores(course)[(NB00, "fay")]  # a deleted check cell scores 0, it is not skipped
+    assert fay["check_single_token_names"] == 0 and sum(fay.values()) == 9
 
 
 def test_crosscheck_flags_checks_patched_inside_the_kernel(course):
@@ -119,7 +124,7 @@ def test_crosscheck_flags_checks_patched_inside_the_kernel(course):
 def test_export_and_feedback(course):
     nbgrader(course, "export")
     rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader((course / "grades.csv").open()) if r["assignment"] == NB00}
-    assert rows == {"ada": 10, "bea": 0, "cy": 8, "dov": 0, "eve": 10}
+    assert rows == {"ada": 10, "bea": 0, "cy": 8, "dov": 0, "eve": 10, "fay": 9}
     nbgrader(course, "generate_feedback", NB00)
     feedback = (course / "feedback" / "cy" / NB00 / f"{NB00}.html").read_text()
     assert "previous_token_scores" in feedback and "Score: 8.0 / 10.0" in feedback
