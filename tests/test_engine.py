@@ -32,6 +32,7 @@ def test_match_accepts_equal_values():
         (None, "expected a torch.Tensor, got a NoneType"),
         (Unportable("a generator"), "got a generator"),
         (torch.ones(2, 3) * 2, "6 of 6 entries differ; first at index [0, 0]: expected 1, got 2"),
+        (torch.ones(2, 3, device="meta"), "got one on the meta device"),
     ],
 )
 def test_match_says_what_is_wrong(got, words):
@@ -39,6 +40,7 @@ def test_match_says_what_is_wrong(got, words):
 
 
 def test_match_on_numbers_lists_and_dicts():
+    assert "on the meta device" in match(1.0, torch.tensor(1.0, device="meta"))
     assert match(2.0, 2.5) == "expected 2, got 2.5"
     assert match(2.0, "2") == "expected a number, got a str"
     assert match(2.0, math.nan) == "expected 2, got nan"

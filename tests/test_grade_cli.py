@@ -87,63 +87,6 @@ def test_wrong_implementations_lose_exactly_their_points_and_grading_is_determin
     assert first == second
 
 
-def test_hostile_notebook_costs_only_the_broken_exercises(tmp_path):
-    path = variant(
-        tmp_path,
-        "hostile",
-        {
-            "single_token_names": """
-                def single_token_names(model, names):
-                    while True:
-                        pass
-            """,
-            "residual_norms": """
-                raise RuntimeError("boom at import time")
-
-                def residual_norms(model, tokens):
-                    return None
-            """,
-            "attention_pattern": """
-                import os
-
-                def attention_pattern(q, k):
-                    os._exit(1)
-            """,
-            "logit_lens": """
-                def logit_lens(model, tokens):
-                    return tokens.numpy()
-            """,
-            "previous_token_scores": """
-                def previous_token_scores(patterns):
-                    for i in range(200_000):
-                        print("spam", i)
-                    return patterns.sum((-1, -2)) * float("nan")
-            """,
-        },
-        added=[
-            """
-            # a learner's cell that changes global state and tries to fool the checks
-            import torch
-            import utils.chapter00
-            import utils.grading
-            torch.set_default_dtype(torch.float64)
-            torch.Tensor.softmax = lambda self, *args, **kwargs: self
-            utils.chapter00.ablated_loss = lambda *args: 0.0
-            utils.grading.match = lambda *args, **kwargs: None
-            check = None
-            """,
-        ],
-    )
-    report = grade_notebook(path, time_limit=10)
-    messages = {e["id"]: e["message"] for e in report["exercises"]}
-    assert marks(report) == {name: 0.0 if name not in {"induction_scores", "ablated_loss"} else p for name, p in POINTS.items()}
-    assert "took too long" in messages["single_token_names"]
-    assert "the cell defining `residual_norms` failed: it raised RuntimeError: boom at import time" in messages["residual_norms"]
-    assert "stopped the kernel" in messages["attention_pattern"]
-    assert "got a numpy array" in messages["logit_lens"]
-    assert "NaN" in messages["previous_token_scores"]
-
-
 def test_unreadable_files_exit_2_with_a_message(tmp_path):
     broken = tmp_path / "00_broken.ipynb"
     broken.write_text("{ this is not json")

@@ -10,11 +10,13 @@ import nbformat
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
 from tests.conftest import ROOT, SOLUTIONS
+from utils.course import notebooks
 
-NOTEBOOKS = sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = notebooks(SOLUTIONS)
 
 
 @pytest.mark.notebooks
@@ -25,7 +27,10 @@ def test_reference_notebook_runs_end_to_end(source, tmp_path):
     km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[]))
     client = NotebookClient(nb, km=km, timeout=900, resources={"metadata": {"path": str(tmp_path)}})
     start = time.perf_counter()
-    client.execute(env={**os.environ, "PYTHONPATH": str(ROOT)})  # inline figures
+    try:
+        client.execute(env={**os.environ, "PYTHONPATH": str(ROOT)})  # inline figures
+    finally:
+        run_sync(km.shutdown_kernel)(now=True)  # nbclient leaves a kernel it did not create running
     print(f"{source.name}: {time.perf_counter() - start:.0f} s end to end")
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []

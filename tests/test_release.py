@@ -8,15 +8,16 @@ import nbformat
 import pytest
 
 from tests.conftest import CHAPTERS, SOLUTIONS
+from utils.course import chapter_id, notebooks
 from utils.grade import CHAPTERS as GRADED_CHAPTERS
 from utils.release import stale, student_version
 
-SOURCES = sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
+SOURCES = notebooks(SOLUTIONS)
 
 
 def test_every_chapter_has_a_reference_and_a_learner_notebook():
     assert [p.name for p in SOURCES] == [p.name for p in sorted(CHAPTERS.glob("*.ipynb"))]
-    assert {p.name[:2] for p in SOURCES} == set(GRADED_CHAPTERS)
+    assert {chapter_id(p.name) for p in SOURCES} == set(GRADED_CHAPTERS)
 
 
 def test_chapters_are_generated_from_solutions():
@@ -57,7 +58,7 @@ def test_learner_notebook_has_stubs_and_no_solutions_or_outputs(source):
 def test_cells_have_roles_and_checks_match_the_registry(source):
     """Every authored code cell says what it is, so the grader knows what to run."""
     nb = nbformat.read(source, as_version=4)
-    exercises = {e.function: e for e in importlib.import_module(GRADED_CHAPTERS[source.name[:2]]).EXERCISES}
+    exercises = {e.function: e for e in importlib.import_module(GRADED_CHAPTERS[chapter_id(source.name)]).EXERCISES}
     solutions, checks = {}, {}
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         meta = cell.metadata.get("nbgrader", {})
@@ -69,7 +70,7 @@ def test_cells_have_roles_and_checks_match_the_registry(source):
             checks[meta["grade_id"]] = meta["points"]
             assert meta["locked"]
             # the check cell imports `check` itself: a learner's cell rebinding `check` changes nothing
-            assert cell.source.startswith(f"from utils.chapter{source.name[:2]} import check")
+            assert cell.source.startswith(f"from utils.chapter{chapter_id(source.name)} import check")
         else:
             assert tags & {"setup", "demo"}, f"code cell without a role: {cell.source[:80]!r}"
     assert set(solutions) == set(exercises)

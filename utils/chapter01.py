@@ -114,6 +114,52 @@ class ToyModel(nn.Module):
         return self.forward_fn(self.W, self.b, x)
 
 
+class AbsModel(nn.Module):
+    """Computation in superposition: y = ReLU(W2 ReLU(W1 x + b1) + b2), trained so that y ≈ |x|.
+
+    A ReLU network computes |x_i| exactly with two neurons, ReLU(x_i) + ReLU(-x_i); with m neurons
+    and no superposition that is m / 2 features. ``n_inst`` independent models side by side.
+    """
+
+    def __init__(self, n_inst: int, n_features: int, n_neurons: int, seed: int = 0, std: float = 0.02):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.W1 = nn.Parameter(torch.randn(n_inst, n_neurons, n_features, generator=generator) * std)
+        self.W2 = nn.Parameter(torch.randn(n_inst, n_features, n_neurons, generator=generator) * std)
+        self.b1 = nn.Parameter(torch.zeros(n_inst, n_neurons))
+        self.b2 = nn.Parameter(torch.zeros(n_inst, n_features))
+
+    def forward(self, x: Float[Tensor, "batch inst feats"]) -> Float[Tensor, "batch inst feats"]:
+        h = torch.relu(einops.einsum(self.W1, x, "inst neurons feats, batch inst feats -> batch inst neurons") + self.b1)
+        return torch.relu(einops.einsum(self.W2, h, "inst feats neurons, batch inst neurons -> batch inst feats") + self.b2)
+
+
+def signed(batch_fn: Callable) -> Callable:
+    """A batch function whose present values get a random sign: uniform on [-1, 1] instead of [0, 1)."""
+
+    def signed_batch(n_batch: int, probability: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        x = batch_fn(n_batch, probability, generator)
+        return x * torch.where(torch.rand(x.shape, generator=generator) < 0.5, -1.0, 1.0)
+
+    return signed_batch
+
+
+def features_computed(model: AbsModel, tolerance: float = 0.2) -> list[int]:
+    """How many features each instance computes |x_i| for: feature i alone, at 9 values from −1 to 1,
+    must come out within ``tolerance`` of |x_i| every time."""
+    n_inst, n_features = model.b2.shape
+    values = torch.linspace(-1, 1, 9)
+    x = torch.zeros(len(values), n_features, n_inst, n_features)  # [value, probed feature, inst, feats]
+    probed = torch.arange(n_features)
+    x[:, probed, :, probed] = einops.repeat(values, "v -> feats v inst", feats=n_features, inst=n_inst)
+    with torch.no_grad():
+        y = model(einops.rearrange(x, "v probe inst feats -> (v probe) inst feats"))
+    y = einops.rearrange(y, "(v probe) inst feats -> v probe inst feats", v=len(values))
+    own = y[:, probed, :, probed]  # [feats, v, inst]: feature i's output when only feature i is on
+    error = (own - values.abs()[None, :, None]).abs().amax(dim=1)  # [feats, inst]
+    return [int(n) for n in (error < tolerance).sum(0)]
+
+
 def train_toy_models(
     n_features: int,
     d_hidden: int,
@@ -128,20 +174,26 @@ def train_toy_models(
     loss_fn: Callable = importance_weighted_loss,
     desc: str = "training",
     W_init: Float[Tensor, "inst d_hidden feats"] | None = None,
-) -> tuple[ToyModel, Float[Tensor, " inst"]]:
+    model: nn.Module | None = None,
+    target_fn: Callable[[Tensor], Tensor] | None = None,
+    decay: bool = False,
+) -> tuple[nn.Module, Float[Tensor, " inst"]]:
     """Train one toy model per entry of ``feature_probability`` (all features share it).
 
     ``importance`` is one value per feature (shared by all instances) or one per instance and feature.
-    ``W_init`` replaces the random initial W (the bias always starts at zero).
+    ``W_init`` replaces the random initial W (the bias always starts at zero). ``model`` trains
+    another model (e.g. `AbsModel`) instead of a fresh `ToyModel`; ``target_fn`` maps the input
+    to the target (default: the input itself, i.e. reconstruction).
 
-    AdamW (no weight decay, as in the paper's plain objective), constant learning rate, fresh
-    batches every step. Returns the model and each instance's final loss (averaged over the
-    last 100 steps).
+    AdamW (no weight decay, as in the paper's plain objective), constant learning rate (or linear
+    decay to 0 with ``decay``), fresh batches every step. Returns the model and each instance's
+    final loss (averaged over the last 100 steps).
     """
     n_inst = len(feature_probability)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = ToyModel(n_inst, n_features, d_hidden, forward_fn, seed)
+    if model is None:
+        model = ToyModel(n_inst, n_features, d_hidden, forward_fn, seed)
     if W_init is not None:
         model.W.data.copy_(W_init)
     probability = einops.repeat(feature_probability.float(), "inst -> inst feats", feats=n_features)
@@ -154,8 +206,10 @@ def train_toy_models(
     torch.set_num_threads(1)  # these tensors are tiny: a second thread only adds waiting (and is badly slow on a busy machine)
     with torch.enable_grad():
         for step in (bar := tqdm(range(steps), desc=desc, mininterval=1.0)):
+            if decay:
+                optimizer.param_groups[0]["lr"] = lr * (1 - step / steps)
             x = batch_fn(batch_size, probability, generator)
-            loss = loss_fn(x, model(x), importance)
+            loss = loss_fn(x if target_fn is None else target_fn(x), model(x), importance)
             optimizer.zero_grad()
             loss.sum().backward()  # instances are independent: the sum trains each on its own loss
             optimizer.step()
@@ -271,6 +325,23 @@ def plot_neuron_weights(W: Float[Tensor, "inst d_hidden feats"], titles: list[st
     axes[0].set_ylabel("W[neuron, feature], stacked")
     axes[-1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7)
     fig.suptitle("weights of each neuron, one colour per feature (darker = more important)", y=1.02)
+    plt.tight_layout()
+
+
+def plot_abs_neurons(model: AbsModel, titles: list[str], n_features: int = 40) -> None:
+    """One panel per instance: W1 (neurons × the first ``n_features`` features), red = excites, blue = inhibits.
+
+    Neurons are sorted by the feature they weigh most; a feature computed the dense way has two
+    neurons, one with a positive and one with a negative weight on it.
+    """
+    W1 = model.W1.detach()[..., :n_features]
+    fig, axes = plt.subplots(1, len(W1), figsize=(3.6 * len(W1), 3.6))
+    for ax, w, title in zip(axes, W1, titles, strict=True):
+        w = w[w.abs().argmax(dim=-1).argsort()]
+        limit = w.abs().max().item()
+        ax.imshow(w.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+        ax.set(title=title, xlabel="feature", ylabel="neuron (sorted)")
+    fig.suptitle("W1 of the |x| models: which features each neuron reads", y=1.02)
     plt.tight_layout()
 
 

@@ -44,10 +44,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import nbformat  # noqa: E402
 import torch  # noqa: E402
 
+from utils.course import CHAPTERS, chapter_id  # noqa: E402
 from utils.errors import CourseError  # noqa: E402
 from utils.grading import Case, Exercise, Outcome, Result, Unportable, call_learner, failed, judge, reference_outputs
 
-CHAPTERS = {"00": "utils.chapter00", "01": "utils.chapter01"}
 DEFAULT_TIME_LIMIT = 60.0  # seconds per exercise (and per learner cell)
 KERNEL_GRACE = 30.0  # extra seconds before a kernel that ignores the time limit is replaced
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,8 +78,7 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
 
 def chapter_of(path: Path, nb: nbformat.NotebookNode) -> str:
     """The chapter number, from the file name (``00_topic.ipynb``) or the notebook's metadata."""
-    found = re.match(r"(\d\d)_", Path(path).name)
-    chapter = found.group(1) if found else str(nb.get("metadata", {}).get("course", {}).get("chapter", ""))
+    chapter = chapter_id(Path(path).name) or str(nb.get("metadata", {}).get("course", {}).get("chapter", ""))
     if chapter not in CHAPTERS:
         raise NotebookUnreadable(
             f"{path}: can't tell which chapter this is (name it like chapters/00_topic.ipynb); "
@@ -212,6 +211,8 @@ def _portable(value: Any, depth: int = 0) -> Any:
     if depth > 20:
         return Unportable("a structure nested too deeply")
     if isinstance(value, torch.Tensor):
+        if value.device.type == "meta":
+            return Unportable("a tensor on the meta device (it has a shape but no values)")
         return value.detach().to("cpu", copy=True).contiguous()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -270,7 +271,7 @@ def _resolve_models(value: Any) -> Any:
     return value
 
 
-def kernel_call(function: str, inputs_file: str, outputs_file: str, seconds: float) -> None:
+def kernel_call(function: str, inputs_file: str, outputs_file: str, seconds: float, probe: str | None = None) -> None:
     """Call the learner's ``function`` on every case; write each outcome for the grader."""
     from IPython import get_ipython
 
@@ -278,7 +279,10 @@ def kernel_call(function: str, inputs_file: str, outputs_file: str, seconds: flo
     _reset_global_state()
     fn = get_ipython().user_ns.get(function, _MISSING)
     if fn is _MISSING:
-        torch.save({"missing": True}, outputs_file)
+        import difflib
+
+        names = [n for n, v in get_ipython().user_ns.items() if callable(v) and not n.startswith("_")]
+        torch.save({"missing": True, "similar": difflib.get_close_matches(function, names, n=1)}, outputs_file)
         return
     if not callable(fn):
         from utils.grading import describe
@@ -290,7 +294,7 @@ def kernel_call(function: str, inputs_file: str, outputs_file: str, seconds: flo
         case = Case(args=_resolve_models(raw["args"]), kwargs=_resolve_models(raw["kwargs"]), label=raw["label"])
         remaining = max(deadline - time.monotonic(), 0.01)
         with _quiet():
-            outcome = call_learner(fn, case, seconds=remaining)
+            outcome = call_learner(fn, case, seconds=remaining, probe=probe)
         value = _portable(outcome.value) if outcome.error is None else None
         outcomes.append({"value": _to_wire(value), "error": outcome.error})
         _reset_global_state()
@@ -395,10 +399,11 @@ class GradingKernel:
         self.execute(code, seconds)
         return json.loads(out.read_text())["error"] if out.exists() else "did not finish"
 
-    def call(self, function: str, cases: Sequence[Case], seconds: float) -> dict[str, Any]:
+    def call(self, function: str, cases: Sequence[Case], seconds: float, probe: str | None = None) -> dict[str, Any]:
         inputs, outputs = self.file(".pt"), self.file(".pt")
         torch.save([_case_to_wire(c) for c in cases], inputs)
-        code = f"import utils.grade\nutils.grade.kernel_call({function!r}, {str(inputs)!r}, {str(outputs)!r}, {seconds!r})"
+        arguments = ", ".join(repr(a) for a in [function, str(inputs), str(outputs), seconds, probe])
+        code = f"import utils.grade\nutils.grade.kernel_call({arguments})"
         self.execute(code, seconds)
         if not outputs.exists():
             return {"crashed": "stopped before it returned (it broke the grader's call)"}
@@ -452,13 +457,16 @@ def grade_notebook(path: Path | str, time_limit: float = DEFAULT_TIME_LIMIT) -> 
             replay()
             for exercise, (cases, expected) in zip(exercises, references.result()):
                 try:
-                    reply = kernel.call(exercise.function, cases, time_limit)
+                    reply = kernel.call(exercise.function, cases, time_limit, exercise.probe)
                 except KernelGone as gone:
                     results.append(failed(exercise, f"`{exercise.function}` {gone}"))
                     replay()
                     continue
                 if reply.get("missing"):
-                    results.append(failed(exercise, _definitions_error(exercise.function, cell_errors)))
+                    message = _definitions_error(exercise.function, cell_errors)
+                    if reply.get("similar"):
+                        message += f" (the notebook defines `{reply['similar'][0]}`: a typo?)"
+                    results.append(failed(exercise, message))
                 elif "not_callable" in reply:
                     results.append(failed(exercise, f"`{exercise.function}` should be a function, got {reply['not_callable']}"))
                 elif "crashed" in reply:

@@ -56,6 +56,7 @@ class Exercise:
     rtol: float = 1e-4
     compare: Callable[[Any, Any], str | None] | None = None
     hint: str = ""
+    probe: str | None = None  # "module:function": call probe(fn, *args) instead of fn(*args), e.g. to see gradients
 
     def judge_value(self, expected: Any, got: Any) -> str | None:
         if self.compare is not None:
@@ -92,7 +93,8 @@ def describe(value: Any) -> str:
     if isinstance(value, Unportable):
         return value.description
     if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+        device = "" if value.device.type == "cpu" else f" on the {value.device.type} device"
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}{device}"
     if type(value).__module__ == "numpy" and hasattr(value, "shape"):
         return f"a numpy array of shape {tuple(value.shape)}"
     return f"a {type(value).__name__}"
@@ -112,6 +114,8 @@ def match(expected: Any, got: Any, atol: float = 1e-4, rtol: float = 1e-4, where
             return f"expected shape {tuple(expected.shape)}{at}, got shape {tuple(got.shape)}"
         if got.dtype != expected.dtype:
             return f"expected dtype {expected.dtype}{at}, got {got.dtype}"
+        if got.device.type == "meta":
+            return f"expected a tensor with values{at}, got one on the meta device (a shape but no values)"
         got, expected = got.detach().cpu(), expected.detach().cpu()
         if expected.dtype == torch.bool or not (expected.is_floating_point() or expected.is_complex()):
             wrong = got != expected
@@ -136,7 +140,7 @@ def match(expected: Any, got: Any, atol: float = 1e-4, rtol: float = 1e-4, where
             return f"expected {expected!r}{at}, got {shown}"
         return None
     if isinstance(expected, (int, float)):
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
+        if isinstance(got, torch.Tensor) and got.numel() == 1 and got.device.type != "meta":
             got = got.item()
         if isinstance(got, bool) or not isinstance(got, (int, float)):
             return f"expected a number{at}, got {describe(got)}"
@@ -258,7 +262,18 @@ def _clone(value: Any) -> Any:
     return value
 
 
-def call_learner(fn: Callable[..., Any], case: Case, seconds: float | None = None) -> Outcome:
+def with_probe(fn: Callable[..., Any], probe: str | None) -> Callable[..., Any]:
+    """``fn`` itself, or ``probe(fn, *args)`` when the exercise looks at more than the returned value."""
+    if probe is None:
+        return fn
+    import functools
+    import importlib
+
+    module, name = probe.split(":")
+    return functools.partial(getattr(importlib.import_module(module), name), fn)
+
+
+def call_learner(fn: Callable[..., Any], case: Case, seconds: float | None = None, probe: str | None = None) -> Outcome:
     """Call ``fn`` on a copy of the case's inputs; never raises (the error becomes the outcome).
 
     Models passed in are checked afterwards: hooks the function left attached are removed, and
@@ -269,7 +284,7 @@ def call_learner(fn: Callable[..., Any], case: Case, seconds: float | None = Non
     before = [weights_fingerprint(m) for m in models]
     try:
         with time_limit(seconds):
-            value = fn(*args, **kwargs)
+            value = with_probe(fn, probe)(*args, **kwargs)
         outcome = Outcome(value=value)
     except (Exception, GradingTimeout, SystemExit, KeyboardInterrupt) as error:  # noqa: B036
         outcome = Outcome(error=error_message(error))
@@ -305,8 +320,9 @@ def failed(exercise: Exercise, message: str) -> Result:
 
 
 def reference_outputs(exercise: Exercise, cases: Sequence[Case]) -> list[Any]:
+    reference = with_probe(exercise.reference, exercise.probe)
     with torch.no_grad():
-        return [exercise.reference(*_clone(c.args), **_clone(c.kwargs)) for c in cases]
+        return [reference(*_clone(c.args), **_clone(c.kwargs)) for c in cases]
 
 
 def run_exercise(exercise: Exercise, fn: Any, hidden: bool = True) -> Result:
@@ -315,7 +331,7 @@ def run_exercise(exercise: Exercise, fn: Any, hidden: bool = True) -> Result:
         return failed(exercise, f"`{exercise.function}` should be a function, got {describe(fn)}")
     cases = [c for c in exercise.cases() if hidden or not c.hidden]
     expected = reference_outputs(exercise, cases)
-    return judge(exercise, cases, expected, [call_learner(fn, c) for c in cases])
+    return judge(exercise, cases, expected, [call_learner(fn, c, probe=exercise.probe) for c in cases])
 
 
 # ---------------------------------------------------------------------------------------------

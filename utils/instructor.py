@@ -24,6 +24,7 @@ import os
 import sys
 from pathlib import Path
 
+from utils.course import notebooks
 from utils.release import ROOT, SOLUTIONS
 
 CONFIG = '''\
@@ -55,7 +56,7 @@ def init_course(course_dir: Path, course_id: str = "mechinterp") -> list[str]:
     course_dir = course_dir.resolve()
     (course_dir / "source").mkdir(parents=True, exist_ok=True)
     assignments = []
-    for notebook in sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb")):
+    for notebook in notebooks(SOLUTIONS):
         folder = course_dir / "source" / notebook.stem
         folder.mkdir(exist_ok=True)
         link = folder / notebook.name

@@ -25,6 +25,8 @@ from nbgrader.preprocessors import (
     LockCells,
 )
 
+from utils.course import notebooks
+
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, CHAPTERS = ROOT / "solutions", ROOT / "chapters"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
@@ -54,7 +56,7 @@ def render(nb: nbformat.NotebookNode) -> str:
 
 
 def pairs() -> list[tuple[Path, Path]]:
-    return [(source, CHAPTERS / source.name) for source in sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))]
+    return [(source, CHAPTERS / source.name) for source in notebooks(SOLUTIONS)]
 
 
 def stale() -> list[str]:

@@ -1,0 +1,116 @@
+"""Train one TopK SAE on cached activations and print its figures as JSON (one process per run).
+
+    python bench/sae_runner.py ours|saelens ACTIVATIONS.safetensors --d-sae 4608 --k 32 --steps 600
+
+Run by `bench/sae.py`, one process per run, for ``ours`` (chapter 02's `train_sae`) and for
+``saelens`` (SAELens's own `SAETrainer` and `TopKTrainingSAE`). Both sides read the same
+activations, draw the same batches (same seed, same order), use the same width, k, AuxK
+dead-latent window, learning rate and schedule (constant, linear decay over the last 20 % of
+steps), and are scored by the same `score` function on the same held-out activations. Nothing
+from the course is imported at module level: the SAELens side does not touch our code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Iterator
+
+import torch
+from safetensors.torch import load_file
+
+HELD_OUT = 8192  # the last activations, never trained on
+
+
+def batches(train: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        for idx in torch.randperm(len(train), generator=generator).split(batch_size):
+            if len(idx) == batch_size:
+                yield train[idx].float()
+
+
+def score(x: torch.Tensor, x_hat: torch.Tensor, acts: torch.Tensor) -> dict[str, float]:
+    """L0, fraction of variance explained, and the fraction of latents that never fire on ``x``."""
+    return {
+        "l0": (acts != 0).float().sum(-1).mean().item(),
+        "variance_explained": 1 - ((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item(),
+        "dead_fraction": ((acts != 0).sum(0) == 0).float().mean().item(),
+    }
+
+
+def train_ours(train: torch.Tensor, args: argparse.Namespace) -> tuple[float, object]:
+    from utils.chapter02 import run_sae, train_sae
+
+    start = time.perf_counter()
+    params, _ = train_sae(
+        train, args.d_sae, "topk", steps=args.steps, batch_size=args.batch_size, lr=args.lr, k=args.k, seed=args.seed,
+        dead_window=args.dead_window, progress=False,
+    )
+    seconds = time.perf_counter() - start
+    return seconds, lambda x: run_sae(params, x, k=args.k)
+
+
+def train_saelens(train: torch.Tensor, args: argparse.Namespace) -> tuple[float, object]:
+    from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.config import SAETrainerConfig
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    torch.manual_seed(args.seed)
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=train.shape[1], d_sae=args.d_sae, k=args.k, aux_loss_coefficient=1 / 32))
+    cfg = SAETrainerConfig(
+        total_training_samples=args.steps * args.batch_size,
+        train_batch_size_samples=args.batch_size,
+        lr=args.lr,
+        lr_decay_steps=args.steps // 5,
+        lr_end=args.lr / 10,  # required by the config; unused by the constant schedule
+        dead_feature_window=args.dead_window,  # AuxK's notion of dead, as in ours
+        device="cpu",
+    )
+    trainer = SAETrainer(cfg, sae, batches(train, args.batch_size, args.seed))
+    start = time.perf_counter()
+    trainer.fit()
+    seconds = time.perf_counter() - start
+
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        acts = sae.encode(x)
+        return acts, sae.decode(acts)
+
+    return seconds, run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("trainer", choices=["ours", "saelens"])
+    parser.add_argument("activations")
+    parser.add_argument("--d-sae", type=int, default=4608)
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--tokens", type=int, default=0, help="train on only the first N activations (0: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dead-window", type=int, default=500, help="steps without firing before AuxK treats a latent as dead")
+    args = parser.parse_args()
+    acts = load_file(args.activations)["activations"]
+    train, held_out = acts[:-HELD_OUT], acts[-HELD_OUT:].float()
+    if args.tokens:
+        train = train[: args.tokens]
+    seconds, run = (train_ours if args.trainer == "ours" else train_saelens)(train, args)
+    with torch.no_grad():
+        acts_out, x_hat = run(held_out)
+    figures = {
+        "trainer": args.trainer,
+        "d_sae": args.d_sae,
+        "k": args.k,
+        "tokens_trained": args.steps * args.batch_size,
+        "train_seconds": round(seconds, 1),
+        "tokens_per_s": round(args.steps * args.batch_size / seconds),
+        **{name: round(value, 4) for name, value in score(held_out, x_hat, acts_out).items()},
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

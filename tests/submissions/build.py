@@ -1,0 +1,211 @@
+"""The corpus of hostile submissions: what each one does and the marks it must get.
+
+Every notebook in this folder is a chapter 00 submission made from the reference notebook with some
+solution cells replaced and some cells added, as a learner might. `python -m tests.submissions.build`
+rewrites them (after the reference changes); `tests/test_submissions.py` fails when they are stale
+and grades the whole folder, expecting exactly the marks and messages in `SUBMISSIONS`.
+
+Grade them yourself: `python -m utils.grade tests/submissions/ --timeout 10`.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+REFERENCE = HERE.parents[1] / "solutions" / "00_transformerlens_warmup.ipynb"
+TIME_LIMIT = 10  # seconds per exercise when the corpus is graded
+
+
+@dataclass
+class Submission:
+    """A learner's notebook: solution cells replaced, cells added after the setup cells.
+
+    ``expected`` maps each exercise that loses its points to a fragment of its message; every other
+    exercise must get full marks.
+    """
+
+    replace: dict[str, str] = field(default_factory=dict)
+    added: list[str] = field(default_factory=list)
+    expected: dict[str, str] = field(default_factory=dict)
+    empty: bool = False
+
+
+SUBMISSIONS: dict[str, Submission] = {
+    "00_crashes": Submission(
+        replace={
+            "single_token_names": """
+                def single_token_names(model, names):
+                    while True:  # an endless loop
+                        pass
+            """,
+            "residual_norms": """
+                raise RuntimeError("boom at import time")
+
+                def residual_norms(model, tokens):
+                    return None
+            """,
+            "attention_pattern": """
+                import os
+
+                def attention_pattern(q, k):
+                    os._exit(1)  # kills the kernel
+            """,
+            "logit_lens": """
+                import sys
+
+                def logit_lens(model, tokens):
+                    sys.exit("done")
+            """,
+            "previous_token_scores": """
+                def previous_token_scores(patterns):
+                    return patterns[:, :, 1:, 0:-1].diagonal(dim1=-2, dim2=-1).mean(-1)[5]  # an IndexError
+            """,
+        },
+        added=[
+            """
+            import sys
+
+            sys.exit()  # a learner's cell that exits at the top level
+            """,
+        ],
+        expected={
+            "single_token_names": "took too long",
+            "residual_norms": "the cell defining `residual_norms` failed: it raised RuntimeError: boom at import time",
+            "attention_pattern": "stopped the kernel",
+            "logit_lens": "called sys.exit()",
+            "previous_token_scores": "raised IndexError",
+        },
+    ),
+    "00_wrong_values": Submission(
+        replace={
+            "single_token_names": """
+                def single_token_name(model, names):  # renamed
+                    return [name for name in names if len(model.to_tokens(" " + name, prepend_bos=False)[0]) == 1]
+            """,
+            "residual_norms": """
+                def residual_norms(model, tokens):
+                    _, cache = model.run_with_cache(tokens)
+                    resid = cache.accumulated_resid()
+                    return resid.norm(dim=-1).mean(dim=1).double()  # float64
+            """,
+            "attention_pattern": """
+                def attention_pattern(q, k):
+                    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+                    scores = einops.einsum(q, k, "q h d, k h d -> q h k") / q.shape[-1] ** 0.5  # heads in the middle
+                    future = torch.triu(torch.ones(q.shape[0], k.shape[0], dtype=torch.bool), 1)[:, None]
+                    return scores.masked_fill(future, float("-inf")).softmax(-1)
+            """,
+            "logit_lens": """
+                def logit_lens(model, tokens):
+                    return torch.full((model.cfg.n_layers + 1,), float("inf"))
+            """,
+            "previous_token_scores": """
+                def previous_token_scores(patterns):
+                    return patterns.diagonal(offset=-1, dim1=-2, dim2=-1).mean(-1).tolist()  # a list, not a tensor
+            """,
+            "induction_scores": "",  # the learner deleted the function
+            "ablated_loss": """
+                def ablated_loss(model, tokens, layer, head):
+                    return torch.tensor(float("nan"), device="meta")  # a tensor with no values
+            """,
+        },
+        expected={
+            "single_token_names": "the notebook defines `single_token_name`: a typo?",
+            "residual_norms": "expected dtype torch.float32",
+            "attention_pattern": "expected shape",
+            "logit_lens": "NaN or infinite",
+            "previous_token_scores": "expected a torch.Tensor",
+            "induction_scores": "`induction_scores` is not defined",
+            "ablated_loss": "meta device",
+        },
+    ),
+    "00_global_state": Submission(
+        replace={
+            "ablated_loss": """
+                def ablated_loss(model, tokens, layer, head):
+                    model.blocks[layer].attn.W_O.data[head] = 0.0  # edits the weights instead of hooking
+                    return model(tokens, return_type="loss").item()
+            """,
+        },
+        added=[
+            """
+            # changes global state and tries to fool the checks
+            import numpy
+            import torch
+
+            import utils.chapter00
+            import utils.grading
+
+            torch.set_default_dtype(torch.float64)
+            torch.set_grad_enabled(False)
+            torch.manual_seed(1234)
+            numpy.random.seed(1234)
+            torch.Tensor.softmax = lambda self, *args, **kwargs: self
+            torch.nn.functional.softmax = lambda x, *args, **kwargs: x
+            utils.chapter00.single_token_names = lambda *args: []
+            utils.grading.match = lambda *args, **kwargs: None
+            check = None
+            """,
+            """
+            for i in range(200_000):  # a flood of output
+                print("spam", i)
+            """,
+        ],
+        expected={"ablated_loss": "changed the model's weights in place"},
+    ),
+    "00_empty": Submission(
+        empty=True,
+        expected={
+            name: f"`{name}` is not defined"
+            for name in [
+                "single_token_names",
+                "residual_norms",
+                "attention_pattern",
+                "logit_lens",
+                "previous_token_scores",
+                "induction_scores",
+                "ablated_loss",
+            ]
+        },
+    ),
+}
+
+# Files that are not notebooks at all: grading exits with status 2 and names them.
+UNREADABLE = {"00_not_json.ipynb": "{ this is not json", "00_not_a_notebook.ipynb": "[1, 2, 3]"}
+
+
+def notebook(submission: Submission) -> nbformat.NotebookNode:
+    if submission.empty:
+        return nbformat.v4.new_notebook()
+    nb = nbformat.read(REFERENCE, as_version=4)
+    for cell in nb.cells:
+        grader = cell.metadata.get("nbgrader", {})
+        if grader.get("solution") and grader.get("grade_id") in submission.replace:
+            cell.source = textwrap.dedent(submission.replace[grader["grade_id"]]).strip()
+    setup = max(i for i, c in enumerate(nb.cells) if "setup" in c.metadata.get("tags", []))
+    for offset, source in enumerate(submission.added, start=1):
+        nb.cells.insert(setup + offset, nbformat.v4.new_code_cell(textwrap.dedent(source).strip()))
+    for number, cell in enumerate(nb.cells):
+        cell.id = f"cell-{number}"  # stable files
+    return nb
+
+
+def files() -> dict[str, str]:
+    """Every corpus file's name and text, built from the current reference notebook."""
+    built = {f"{name}.ipynb": nbformat.writes(notebook(s)) + "\n" for name, s in SUBMISSIONS.items()}
+    return {**built, **UNREADABLE}
+
+
+def main() -> None:
+    for name, text in files().items():
+        (HERE / name).write_text(text)
+        print(f"wrote tests/submissions/{name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""`python -m bench.run --quick`: the benchmark runs end to end and reports figures (never asserted on speed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_quick_benchmark_reports_every_section(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    assert results["quick"] and set(results["sections"]) == {"model", "sae", "scaling"}
+    model = results["sections"]["model"]
+    assert model["load_seconds"] > 0 and model["matmul_peak_gflop_per_s"] > 0
+    assert all(row["tokens_per_s"] > 0 and 0 < row["fraction_of_matmul_peak"] for row in model["forward"])
+    ours, saelens = results["sections"]["sae"]
+    assert ours["trainer"] == "ours" and ours["l0"] == 32 and 0 < ours["variance_explained"] <= 1
+    assert saelens == {"trainer": "saelens", "error": "skipped in --quick mode"}
+    scaling = results["sections"]["scaling"]
+    assert len(scaling) == 3 and all("error" not in row and row["train_seconds"] > 0 for row in scaling)
+    markdown = (tmp_path / "latest.md").read_text()
+    assert all(f"**{section}**" in markdown for section in results["sections"]) and "variance_explained" in markdown

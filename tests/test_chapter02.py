@@ -1,0 +1,217 @@
+"""Chapter 02's pieces beyond the common rules of tests/test_exercises.py: the offline corpus, the
+activation cache, SAELens's on-disk format, resampling, JumpReLU's custom backward, the trainer."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import torch
+
+from tests.conftest import SOLUTIONS
+from utils import chapter02, data
+from utils.grading import run_exercise
+
+EXERCISES = {exercise.function: exercise for exercise in chapter02.EXERCISES}
+NOTEBOOK = SOLUTIONS / "02_sparse_autoencoders.ipynb"
+
+# SAELens 6.54.12 (sae_lens/saes/sae.py `SAEConfig.to_dict`, topk_sae.py, jumprelu_sae.py, gated_sae.py;
+# constants.py: SAE_CFG_FILENAME = "cfg.json", SAE_WEIGHTS_FILENAME = "sae_weights.safetensors")
+SAELENS_CFG_FIELDS = {
+    "d_in", "d_sae", "dtype", "device", "apply_b_dec_to_input", "normalize_activations", "reshape_activations", "metadata",
+    "architecture",
+}
+SAELENS_TOPK_FIELDS = {"k", "rescale_acts_by_decoder_norm"}
+SAELENS_WEIGHTS = {
+    "standard": {"W_enc", "b_enc", "W_dec", "b_dec"},
+    "topk": {"W_enc", "b_enc", "W_dec", "b_dec"},
+    "jumprelu": {"W_enc", "b_enc", "W_dec", "b_dec", "threshold"},
+    "gated": {"W_enc", "b_gate", "r_mag", "b_mag", "W_dec", "b_dec"},
+}
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted in a test that must run offline")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_corpus_is_found_offline_and_deterministic(model, no_network):
+    files = data.corpus_files()
+    assert len(files) >= 240 and files == sorted(files)
+    first = data.token_sequences(model, seq_len=32, n_seqs=5)
+    data._speech_tokens.cache_clear()
+    again = data.token_sequences(model, seq_len=32, n_seqs=3)
+    assert first.shape == (5, 32) and first.dtype == torch.long
+    assert torch.equal(first[:3], again)  # more sequences asked for: the first ones do not change
+    assert (first[:, 0] == model.tokenizer.bos_token_id).all()
+    assert (first[:, 1:] != model.tokenizer.bos_token_id).all()
+    assert model.tokenizer.decode(first[0, 1:4]).startswith("The President")  # newest speech first
+
+
+def test_activation_cache_round_trip(model, tmp_path, monkeypatch, no_network):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    hook = "blocks.2.hook_resid_pre"
+    acts = data.cached_activations(model, hook, seq_len=16, n_seqs=4, max_norm_ratio=None, verbose=False)
+    files = list((tmp_path / "activations").glob("*.safetensors"))
+    assert len(files) == 1 and acts.shape == (4 * 15, model.cfg.d_model) and acts.dtype == torch.float16
+    again = data.cached_activations(model, hook, seq_len=16, n_seqs=4, max_norm_ratio=None, verbose=False)
+    assert torch.equal(acts, again)
+    tokens = data.token_sequences(model, 16, 4)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=hook)
+    expected = cache[hook][:, 1:].flatten(0, 1)  # every position but BOS, read from a full forward pass
+    assert torch.allclose(acts.float(), expected, rtol=2e-3, atol=2e-2)
+    kept = data.cached_activations(model, hook, seq_len=16, n_seqs=4, verbose=False)  # outliers dropped
+    assert torch.equal(kept, data.drop_outliers(acts, 10.0))
+    spiked = acts.clone()
+    spiked[7] *= 100  # an attention-sink-like outlier
+    assert len(data.drop_outliers(spiked, 10.0)) == len(kept) - 1 if len(kept) == len(acts) else True
+    assert not (data.drop_outliers(spiked, 10.0).float().norm(dim=-1) > 50 * acts.float().norm(dim=-1).median()).any()
+
+
+def test_pretrained_sae_is_trained_once_then_loaded(model, tmp_path, monkeypatch, no_network):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    params, cfg = chapter02.pretrained_sae(model, "blocks.2.hook_resid_pre", d_sae=64, k=4, n_seqs=8, steps=5, verbose=False)
+    assert cfg["architecture"] == "topk" and cfg["k"] == 4 and params["W_dec"].shape == (64, model.cfg.d_model)
+    assert 0 < cfg["metadata"]["l0"] <= 4 and cfg["metadata"]["hook_name"] == "blocks.2.hook_resid_pre"
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached SAE was trained again")
+
+    monkeypatch.setattr(chapter02, "train_sae", no_training)
+    again, _ = chapter02.pretrained_sae(model, "blocks.2.hook_resid_pre", d_sae=64, k=4, n_seqs=8, steps=5, verbose=False)
+    assert all(torch.equal(params[name], again[name]) for name in params)
+    assert [p.name for p in (tmp_path / "saes").iterdir()] == [next((tmp_path / "saes").iterdir()).name]  # no .tmp left
+
+
+def _random_sae(architecture: str, d_in: int = 6, d_sae: int = 10) -> dict:
+    params = chapter02.init_sae(d_in, d_sae, architecture, torch.randn(d_in), seed=1)
+    if "log_threshold" in params:
+        params["threshold"] = params.pop("log_threshold").exp()
+    return params
+
+
+@pytest.mark.parametrize(("architecture", "k"), [("relu", None), ("relu", 3), ("jumprelu", None), ("gated", None)])
+def test_saelens_format_round_trip(tmp_path, architecture, k):
+    params = _random_sae(architecture)
+    folder = chapter02.save_sae(params, tmp_path / "sae", k=k, metadata={"hook_name": "blocks.12.hook_resid_pre"})
+    assert sorted(p.name for p in folder.iterdir()) == ["cfg.json", "sae_weights.safetensors"]
+    cfg = json.loads((folder / "cfg.json").read_text())
+    saelens_arch = "topk" if k else {"relu": "standard", "jumprelu": "jumprelu", "gated": "gated"}[architecture]
+    assert cfg["architecture"] == saelens_arch
+    assert set(cfg) == SAELENS_CFG_FIELDS | (SAELENS_TOPK_FIELDS if k else set())
+    assert cfg["d_in"] == 6 and cfg["d_sae"] == 10 and cfg["metadata"]["hook_name"] == "blocks.12.hook_resid_pre"
+    back, cfg_back = chapter02.load_sae(folder)
+    assert set(back) == SAELENS_WEIGHTS[saelens_arch] and cfg_back == cfg
+    x = torch.randn(5, 6)
+    for name in back:
+        assert back[name].shape == params[name].shape
+    assert torch.allclose(chapter02.run_sae(back, x, k)[1], chapter02.run_sae(params, x, k)[1], atol=1e-6)
+
+
+def test_saelens_loads_our_file_when_installed(tmp_path):
+    sae_lens = pytest.importorskip("sae_lens")
+    params = _random_sae("relu")
+    x = torch.randn(7, 6)
+    for k in [None, 3]:
+        folder = chapter02.save_sae(params, tmp_path / f"sae{k}", k=k)
+        loaded = sae_lens.SAE.load_from_disk(str(folder))
+        with torch.no_grad():
+            assert torch.allclose(loaded.encode(x), chapter02.run_sae(params, x, k)[0], atol=1e-5)
+            assert torch.allclose(loaded(x), chapter02.run_sae(params, x, k)[1], atol=1e-5)
+
+
+def test_resampling_revives_dead_latents():
+    case = chapter02._resample_case(3, [4, 5, 7])
+    x, W_enc, b_enc, W_dec, b_dec, dead, seed = case
+    before, _ = chapter02.sae_forward(x, W_enc, b_enc, W_dec, b_dec)
+    assert (before[:, dead] == 0).all()
+    out = chapter02.resample_dead_latents(*case)
+    after, _ = chapter02.sae_forward(x, out["W_enc"], out["b_enc"], out["W_dec"], out["b_dec"])
+    assert (after[:, dead] > 0).any(0).all()
+    assert torch.equal(after[:, ~dead], before[:, ~dead])
+
+
+def test_training_with_resampling_leaves_fewer_dead_latents():
+    g = torch.Generator().manual_seed(0)
+    W = torch.nn.functional.normalize(torch.randn(8, 24, generator=g), dim=0)
+    h = chapter02.toy_hidden_batch(W, 20_000, 0.05, g)
+    kwargs = dict(steps=600, batch_size=256, lr=3e-3, l1_coeff=0.3, tied_init=False, init_b_enc=-0.6, dead_window=100,
+                  resample_every=150, progress=False)
+    dead = {}
+    for resample in [None, "anthropic"]:
+        params, _ = chapter02.train_sae(h, 32, "relu", resample=resample, **kwargs)
+        dead[resample] = chapter02.sae_metrics(params, h[:5000])["dead_fraction"]
+    assert dead[None] > 0.1
+    assert dead["anthropic"] < dead[None]
+
+
+def test_jumprelu_custom_backward_gives_the_ste_gradient():
+    g = torch.Generator().manual_seed(0)
+    threshold = (torch.rand(5, generator=g) * 0.5 + 0.2).requires_grad_(True)
+    x = (threshold.detach() + (torch.rand(64, 5, generator=g) - 0.5) * 0.2).requires_grad_(True)
+    weights = torch.randn(64, 5, generator=g)
+    bandwidth = 0.1
+    out = chapter02.JumpReLU.apply(x, threshold, bandwidth)
+    assert torch.equal(out, x * (x > threshold))
+    (out * weights).sum().backward()
+    inside = ((x.detach() - threshold.detach()).abs() < bandwidth / 2).float()
+    assert torch.allclose(x.grad, (x.detach() > threshold.detach()) * weights)
+    want = (-(threshold.detach() / bandwidth) * inside * weights).sum(0)
+    assert torch.allclose(threshold.grad, want) and (threshold.grad != 0).any()
+    t2 = threshold.detach().clone().requires_grad_(True)
+    (chapter02.Step.apply(x.detach(), t2, bandwidth) * weights).sum().backward()
+    assert torch.allclose(t2.grad, (-(1 / bandwidth) * inside * weights).sum(0))
+
+
+@pytest.mark.parametrize(("architecture", "kwargs"), [("relu", {}), ("topk", {"k": 2}), ("jumprelu", {"l0_coeff": 0.01}),
+                                                      ("gated", {})])
+def test_train_sae_every_architecture(architecture, kwargs):
+    h = torch.randn(4000, 6) * torch.rand(4000, 1)
+    params, history = chapter02.train_sae(h, 12, architecture, steps=60, batch_size=128, log_every=20, progress=False,
+                                          **kwargs)
+    assert torch.allclose(params["W_dec"].norm(dim=-1), torch.ones(12), atol=1e-4)
+    assert set(history) == {"step", "loss", "l0", "variance_explained", "dead_fraction"} and len(history["step"]) == 4
+    assert all(torch.isfinite(v).all() for v in params.values())
+    metrics = chapter02.sae_metrics(params, h, k=kwargs.get("k"))
+    assert 0 <= metrics["l0"] <= 12 and metrics["variance_explained"] <= 1
+
+
+def test_ce_losses_bracket_the_sae(model):
+    tokens = data.token_sequences(model, 24, 2)
+    params = chapter02.init_sae(model.cfg.d_model, 16, b_dec=torch.zeros(model.cfg.d_model))
+    ce = chapter02.ce_losses(model, tokens, "blocks.6.hook_resid_pre", params, k=4)
+    assert ce["clean"] < ce["zero"]
+    assert ce["ce_recovered"] == pytest.approx((ce["zero"] - ce["sae"]) / (ce["zero"] - ce["clean"]))
+
+
+def _cells(role):
+    nb = json.loads(NOTEBOOK.read_text())
+    if role == "setup":
+        return [c for c in nb["cells"] if "setup" in c["metadata"].get("tags", [])]
+    return [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("solution")]
+
+
+@pytest.mark.skipif(not NOTEBOOK.exists(), reason="the solution notebook has not been generated")
+def test_solution_notebook_functions_pass():
+    namespace: dict = {}
+    for cell in _cells("setup") + _cells("solution"):
+        exec("".join(cell["source"]), namespace)
+    for function, exercise in EXERCISES.items():
+        result = run_exercise(exercise, namespace[function])
+        assert result.passed, f"{function}: {result.message}"
+
+
+def test_exercise_cases_travel_through_the_grading_wire(tmp_path):
+    """Cases and reference outputs must survive torch.save / torch.load(weights_only=True)."""
+    from utils.grade import _case_to_wire
+
+    for exercise in chapter02.EXERCISES:
+        cases = list(exercise.cases())
+        torch.save([_case_to_wire(c) for c in cases], tmp_path / "cases.pt")
+        torch.load(tmp_path / "cases.pt", weights_only=True)

@@ -1,0 +1,147 @@
+"""Plausible wrong implementations of chapter 04b's exercises; every one must lose its points.
+
+Named ``<exercise function>__<mistake>``.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from utils.chapter02 import encode
+
+
+def pool__mean_includes_padding(acts, mask, how="mean"):
+    if how == "max":
+        return acts.masked_fill(~mask[..., None], -torch.inf).amax(dim=1)
+    return acts.mean(dim=1)
+
+
+def pool__divides_by_sequence_length(acts, mask, how="mean"):
+    if how == "max":
+        return acts.masked_fill(~mask[..., None], -torch.inf).amax(dim=1)
+    return (acts * mask[..., None]).sum(dim=1) / acts.shape[1]
+
+
+def pool__max_of_zeroed_padding(acts, mask, how="mean"):
+    # zeroing padding before the max lets a padding 0 beat negative activations
+    if how == "max":
+        return (acts * mask[..., None]).amax(dim=1)
+    return (acts * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True)
+
+
+def pool__mask_as_prefix_length(acts, mask, how="mean"):
+    # treats the mask as "the first n tokens are real", which is wrong for a mask with holes
+    lengths = mask.sum(dim=1)
+    prefix = torch.arange(acts.shape[1])[None, :] < lengths[:, None]
+    if how == "max":
+        return acts.masked_fill(~prefix[..., None], -torch.inf).amax(dim=1)
+    return (acts * prefix[..., None]).sum(dim=1) / lengths[:, None]
+
+
+def _mean(x, mask):
+    return (x * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True)
+
+
+def sae_features__padding_counted(params, acts, mask, k):
+    return (encode(params, acts, k=k) > 0).float().mean(dim=1)
+
+
+def sae_features__activations_not_binarised(params, acts, mask, k):
+    return _mean(encode(params, acts, k=k), mask)
+
+
+def sae_features__relu_instead_of_topk(params, acts, mask, k):
+    return _mean((encode(params, acts) > 0).float(), mask)
+
+
+def sae_features__fired_anywhere(params, acts, mask, k):
+    return ((encode(params, acts, k=k) > 0) & mask[..., None]).any(dim=1).float()
+
+
+def sae_features__no_decoder_bias_subtracted(params, acts, mask, k):
+    pre = acts @ params["W_enc"] + params["b_enc"]
+    top = pre.topk(k, dim=-1)
+    latents = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+    return _mean((latents > 0).float(), mask)
+
+
+def _fit(X, y, l1, steps, lr, loss_fn, optimizer=torch.optim.Adam, init=None, penalise_bias=False):
+    w = torch.zeros(X.shape[1]) if init is None else init.clone()
+    w.requires_grad_(True)
+    b = torch.zeros((), requires_grad=True)
+    opt = optimizer([w, b], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = loss_fn(X @ w + b, y) + l1 * (w.abs().sum() + (b.abs() if penalise_bias else 0))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return w.detach(), b.detach()
+
+
+def train_probe__no_l1_penalty(X, y, l1, steps=300, lr=0.01):
+    return _fit(X, y, 0.0, steps, lr, F.binary_cross_entropy_with_logits)
+
+
+def train_probe__l2_instead_of_l1(X, y, l1, steps=300, lr=0.01):
+    def loss(logits, y_):
+        return F.binary_cross_entropy_with_logits(logits, y_)
+
+    w = torch.zeros(X.shape[1], requires_grad=True)
+    b = torch.zeros((), requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            total = loss(X @ w + b, y) + l1 * (w**2).sum()
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+    return w.detach(), b.detach()
+
+
+def train_probe__summed_cross_entropy(X, y, l1, steps=300, lr=0.01):
+    return _fit(X, y, l1, steps, lr, lambda z, t: F.binary_cross_entropy_with_logits(z, t, reduction="sum"))
+
+
+def train_probe__plain_sgd(X, y, l1, steps=300, lr=0.01):
+    return _fit(X, y, l1, steps, lr, F.binary_cross_entropy_with_logits, optimizer=torch.optim.SGD)
+
+
+def train_probe__random_initialisation(X, y, l1, steps=300, lr=0.01):
+    init = torch.randn(X.shape[1], generator=torch.Generator().manual_seed(0)) * 0.1
+    return _fit(X, y, l1, steps, lr, F.binary_cross_entropy_with_logits, init=init)
+
+
+def train_probe__labels_flipped(X, y, l1, steps=300, lr=0.01):
+    return _fit(X, 1 - y, l1, steps, lr, F.binary_cross_entropy_with_logits)
+
+
+def accuracy__threshold_half_on_logits(w, b, X, y):
+    return ((X @ w + b > 0.5).float() == y).float().mean().item()
+
+
+def accuracy__forgets_bias(w, b, X, y):
+    return ((X @ w > 0).float() == y).float().mean().item()
+
+
+def accuracy__counts_instead_of_fraction(w, b, X, y):
+    return int(((X @ w + b > 0).float() == y).sum())
+
+
+def accuracy__sigmoid_compared_with_zero(w, b, X, y):
+    return ((torch.sigmoid(X @ w + b) > 0).float() == y).float().mean().item()
+
+
+def select_latents__no_absolute_value(X, y, k):
+    return (X[y == 1].mean(0) - X[y == 0].mean(0)).topk(k).indices
+
+
+def select_latents__class_one_mean_only(X, y, k):
+    return X[y == 1].mean(0).abs().topk(k).indices
+
+
+def select_latents__smallest_first(X, y, k):
+    return (X[y == 1].mean(0) - X[y == 0].mean(0)).abs().topk(k, largest=False).indices
+
+
+def select_latents__unsorted(X, y, k):
+    return (X[y == 1].mean(0) - X[y == 0].mean(0)).abs().topk(k).indices.sort().values

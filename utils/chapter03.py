@@ -1,0 +1,670 @@
+"""Chapter 03 — the indirect-object-identification (IOI) circuit, found by the learner.
+
+Wang et al. 2022, "Interpretability in the Wild" (https://arxiv.org/abs/2211.00593), found in GPT-2
+small the circuit that completes "When Mary and John went to the store, John gave a drink to" with
+" Mary". This module holds the chapter's data (templates, names, the clean ABBA/BABA and corrupted
+ABC datasets), the reference implementations of the exercises, a helper that runs the model from a
+given layer and unembeds only the last position (`final_logits`), and the checks. The learner
+writes each function in `solutions/03_ioi.ipynb`; `check.<name>(fn)` compares it with the
+reference below on the fixed cases below.
+
+Conventions used throughout:
+- a dataset is a dict of tensors (see `ioi_dataset`); every prompt of one dataset has the same
+  token length and the names sit at the same positions, so "position 10" means the same word in
+  every prompt;
+- the metric is the logit difference logit(IO) - logit(S) at the final position;
+- patching scans are normalised so that 0 = the corrupted run and 1 = the clean run.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import random
+
+import einops
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from utils import chapter00
+from utils.chapter00 import single_token_names
+from utils.grading import Case, Checks, Exercise
+from utils.models import load_model
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+# The paper's numbers for GPT-2 small (Wang et al. 2022), printed beside ours.
+PAPER = {
+    "logit_diff": 3.56,
+    "accuracy": 0.993,
+    "faithfulness": 0.87,
+    "heads": {
+        "name mover": [(9, 9), (9, 6), (10, 0)],
+        "negative name mover": [(10, 7), (11, 10)],
+        "S-inhibition": [(7, 3), (7, 9), (8, 6), (8, 10)],
+        "induction": [(5, 5), (5, 8), (5, 9), (6, 9)],
+        "duplicate token": [(0, 1), (0, 10), (3, 0)],
+        "previous token": [(2, 2), (4, 11)],
+        "backup name mover": [(9, 0), (9, 7), (10, 1), (10, 2), (10, 6), (10, 10), (11, 2), (11, 9)],
+    },
+}
+
+# [A] and [B] are the two names of the first clause, [S] the subject of the second. Every template
+# has the same shape (names at the same token positions), so one dataset has a single length.
+TEMPLATES = [
+    "When [A] and [B] went to the store, [S] gave a drink to",
+    "When [A] and [B] went to the park, [S] gave a ball to",
+    "When [A] and [B] went to the office, [S] gave a letter to",
+    "When [A] and [B] went to the school, [S] gave a book to",
+    "After [A] and [B] went to the beach, [S] gave a towel to",
+    "While [A] and [B] were at the house, [S] gave a key to",
+    "When [A] and [B] arrived at the hospital, [S] gave a flower to",
+    "When [A] and [B] went to the restaurant, [S] gave a plate to",
+]
+NAMES = [
+    "Mary", "John", "Alice", "Bob", "Sarah", "Tom", "Anna", "James", "Kate", "David", "Emma", "Paul",
+    "Lisa", "Mark", "Laura", "Peter", "Jessica", "Michael", "Daniel", "Sophie", "Jack", "Rachel",
+    "Chris", "Ben", "Amy", "Steve", "Lucy", "Ryan", "Sam", "Dan",
+]  # fmt: skip
+
+
+def ioi_prompt_pair(template: str, io: str, s: str, third: str, order: str) -> tuple[str, str]:
+    """(clean, corrupted) prompts: ABBA puts IO first, BABA puts S first; the corrupted prompt
+    replaces the second mention of S with a third name (the ABC distribution)."""
+    a, b = (io, s) if order == "ABBA" else (s, io)
+    first = template.replace("[A]", a).replace("[B]", b)
+    return first.replace("[S]", s), first.replace("[S]", third)
+
+
+def ioi_dataset(
+    model: HookedTransformer,
+    n_prompts: int,
+    seed: int = 0,
+    templates: list[str] = TEMPLATES,
+    names: list[str] = NAMES,
+    make_pair=ioi_prompt_pair,
+) -> dict[str, Tensor]:
+    """A clean IOI dataset and its ABC corruption, as tensors.
+
+    Prompt i uses template ``i // 2 % len(templates)`` and order ABBA for even i, BABA for odd i, so
+    any even ``n_prompts`` is balanced. Names are three distinct single-token names (for this
+    model's tokenizer) drawn with ``random.Random(seed)``. ``make_pair`` builds the two prompts
+    (the notebook passes the learner's ``ioi_prompt_pair``).
+
+    Returns ``clean``/``corrupt`` tokens [batch, pos]; ``io``, ``s``, ``c`` token ids [batch]; the
+    positions ``io_pos``, ``s1_pos``, ``s2_pos``, ``end`` [batch]; ``abba`` [batch] bool.
+    """
+    names = single_token_names(model, names)
+    rng = random.Random(seed)
+    clean, corrupt, io, s, c, abba = [], [], [], [], [], []
+    for i in range(n_prompts):
+        order = "ABBA" if i % 2 == 0 else "BABA"
+        io_name, s_name, c_name = rng.sample(names, 3)
+        pair = make_pair(templates[i // 2 % len(templates)], io_name, s_name, c_name, order)
+        clean.append(pair[0])
+        corrupt.append(pair[1])
+        io.append(model.to_single_token(" " + io_name))
+        s.append(model.to_single_token(" " + s_name))
+        c.append(model.to_single_token(" " + c_name))
+        abba.append(order == "ABBA")
+    lengths = {len(model.to_tokens(p)[0]) for p in clean + corrupt}
+    if len(lengths) != 1:
+        raise ValueError(f"The templates give prompts of different token lengths {sorted(lengths)} for this tokenizer")
+    data = {
+        "clean": model.to_tokens(clean),
+        "corrupt": model.to_tokens(corrupt),
+        "io": torch.tensor(io),
+        "s": torch.tensor(s),
+        "c": torch.tensor(c),
+        "abba": torch.tensor(abba),
+    }
+    # Positions, read off the tokens (the same in every prompt, by construction of the templates).
+    clean_tokens = data["clean"]
+    data["io_pos"] = (clean_tokens == data["io"][:, None]).int().argmax(1)
+    first_s = (clean_tokens == data["s"][:, None]).int()
+    data["s1_pos"] = first_s.argmax(1)
+    data["s2_pos"] = clean_tokens.shape[1] - 1 - first_s.flip(1).argmax(1)
+    data["end"] = torch.full((n_prompts,), clean_tokens.shape[1] - 1)
+    for key in ("io_pos", "s1_pos", "s2_pos"):
+        if len(set(data[key].tolist())) > 2:
+            raise ValueError(f"names are not at fixed positions ({key}: {sorted(set(data[key].tolist()))})")
+    return data
+
+
+def repeated_random_tokens(model: HookedTransformer, seq_len: int, batch: int = 4, seed: int = 0) -> Int[Tensor, "batch pos"]:
+    """[BOS, r_1..r_T, r_1..r_T] (as in chapter 00)."""
+    return chapter00.repeated_random_tokens(model, seq_len, batch, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference implementations (the learner writes their own in the notebook)
+
+
+def logit_diff(
+    logits: Float[Tensor, "batch pos d_vocab"], io_tokens: Int[Tensor, " batch"], s_tokens: Int[Tensor, " batch"]
+) -> Float[Tensor, " batch"]:
+    final = logits[:, -1]
+    return final.gather(-1, io_tokens[:, None])[:, 0] - final.gather(-1, s_tokens[:, None])[:, 0]
+
+
+def logit_diff_directions(
+    model: HookedTransformer, io_tokens: Int[Tensor, " batch"], s_tokens: Int[Tensor, " batch"]
+) -> Float[Tensor, "batch d_model"]:
+    return (model.W_U[:, io_tokens] - model.W_U[:, s_tokens]).T
+
+
+def _final_cache(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]):
+    keep = ("hook_z", "hook_attn_out", "hook_mlp_out", "hook_embed", "hook_pos_embed", "ln_final.hook_scale")
+    return model.run_with_cache(tokens, names_filter=lambda name: name.endswith(keep))
+
+
+def head_dla(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], io_tokens: Int[Tensor, " batch"], s_tokens: Int[Tensor, " batch"]
+) -> Float[Tensor, "layer head"]:
+    _, cache = _final_cache(model, tokens)
+    z = torch.stack([cache["z", layer][:, -1] for layer in range(model.cfg.n_layers)])  # [layer, batch, head, d_head]
+    heads = einops.einsum(z, model.W_O, "layer batch head dh, layer head dh d -> layer head batch d").flatten(0, 1)
+    heads = cache.apply_ln_to_stack(heads, layer=-1, pos_slice=-1)
+    dla = einops.einsum(heads, logit_diff_directions(model, io_tokens, s_tokens), "comp batch d, batch d -> comp") / len(tokens)
+    return einops.rearrange(dla, "(layer head) -> layer head", layer=model.cfg.n_layers)
+
+
+def component_dla(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], io_tokens: Int[Tensor, " batch"], s_tokens: Int[Tensor, " batch"]
+) -> Float[Tensor, " component"]:
+    _, cache = _final_cache(model, tokens)
+    parts = cache.decompose_resid(layer=-1, pos_slice=-1)  # [embed(, pos_embed), attn_0, mlp_0, ..., batch, d_model]
+    parts = cache.apply_ln_to_stack(parts, layer=-1, pos_slice=-1)
+    return einops.einsum(parts, logit_diff_directions(model, io_tokens, s_tokens), "comp batch d, batch d -> comp") / len(tokens)
+
+
+def final_logits(model: HookedTransformer, resid: Float[Tensor, "batch pos d_model"], start_at_layer: int, **kwargs) -> Tensor:
+    """Run the model from ``start_at_layer`` on a residual stream and unembed only the last position
+    ([batch, 1, d_vocab]): unembedding every position costs more than the layers themselves."""
+    out = model(resid, start_at_layer=start_at_layer, stop_at_layer=model.cfg.n_layers, **kwargs)
+    return model.unembed(model.ln_final(out[:, -1:]))
+
+
+def patch_residual(
+    model: HookedTransformer,
+    clean: Int[Tensor, "batch pos"],
+    corrupt: Int[Tensor, "batch pos"],
+    io_tokens: Int[Tensor, " batch"],
+    s_tokens: Int[Tensor, " batch"],
+    layers: list[int],
+) -> Float[Tensor, "layers pos"]:
+    batch, n_pos = clean.shape
+    clean_logits, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith("resid_pre"))
+    corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith("resid_pre"))
+    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
+    ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
+    out = torch.zeros(len(layers), n_pos)
+    for row, layer in enumerate(layers):
+        resid = einops.repeat(corrupt_cache["resid_pre", layer], "batch pos d -> (p batch) pos d", p=n_pos).clone()
+        for pos in range(n_pos):
+            resid[pos * batch : (pos + 1) * batch, pos] = clean_cache["resid_pre", layer][:, pos]
+        logits = final_logits(model, resid, layer)
+        ld = logit_diff(logits, io_tokens.repeat(n_pos), s_tokens.repeat(n_pos))
+        out[row] = einops.rearrange(ld, "(p batch) -> p batch", p=n_pos).mean(-1)
+    return (out - ld_corrupt) / (ld_clean - ld_corrupt)
+
+
+def patch_heads(
+    model: HookedTransformer,
+    clean: Int[Tensor, "batch pos"],
+    corrupt: Int[Tensor, "batch pos"],
+    io_tokens: Int[Tensor, " batch"],
+    s_tokens: Int[Tensor, " batch"],
+    layers: list[int],
+) -> Float[Tensor, "layers head"]:
+    n_heads = model.cfg.n_heads
+    want = ("hook_z", "resid_pre")
+    clean_logits, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith(want))
+    corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith(want))
+    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
+    ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
+    out = torch.zeros(len(layers), n_heads)
+    for row, layer in enumerate(layers):
+
+        def patch(z: Tensor, hook, layer: int = layer) -> Tensor:
+            z = einops.rearrange(z, "(h batch) pos head d -> h batch pos head d", h=n_heads).clone()
+            for head in range(n_heads):
+                z[head, :, :, head] = clean_cache["z", layer][:, :, head]
+            return einops.rearrange(z, "h batch pos head d -> (h batch) pos head d")
+
+        resid = corrupt_cache["resid_pre", layer].repeat(n_heads, 1, 1)
+        with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", patch)]):
+            logits = final_logits(model, resid, layer)
+        ld = logit_diff(logits, io_tokens.repeat(n_heads), s_tokens.repeat(n_heads))
+        out[row] = einops.rearrange(ld, "(h batch) -> h batch", h=n_heads).mean(-1)
+    return (out - ld_corrupt) / (ld_clean - ld_corrupt)
+
+
+def patch_head_positions(
+    model: HookedTransformer,
+    clean: Int[Tensor, "batch pos"],
+    corrupt: Int[Tensor, "batch pos"],
+    io_tokens: Int[Tensor, " batch"],
+    s_tokens: Int[Tensor, " batch"],
+    heads: list[tuple[int, int]],
+) -> Float[Tensor, "heads pos"]:
+    """Activation patching of each head's output at one position at a time (a demo, not an exercise).
+
+    For head (layer, h) and position p, the corrupted run gets the clean ``hook_z[:, p, h]``; all
+    positions of one head run as one batch, starting at that head's layer. Normalised like
+    `patch_heads`: 0 = corrupted, 1 = clean.
+    """
+    n_pos = clean.shape[1]
+    want = ("hook_z", "resid_pre")
+    clean_logits, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith(want))
+    corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith(want))
+    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
+    ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
+    out = torch.zeros(len(heads), n_pos)
+    for row, (layer, head) in enumerate(heads):
+        def patch(z: Tensor, hook, layer: int = layer, head: int = head) -> Tensor:
+            z = einops.rearrange(z, "(p batch) pos head d -> p batch pos head d", p=n_pos).clone()
+            for pos in range(n_pos):
+                z[pos, :, pos, head] = clean_cache["z", layer][:, pos, head]
+            return einops.rearrange(z, "p batch pos head d -> (p batch) pos head d")
+
+        resid = corrupt_cache["resid_pre", layer].repeat(n_pos, 1, 1)
+        with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", patch)]):
+            logits = final_logits(model, resid, layer)
+        ld = logit_diff(logits, io_tokens.repeat(n_pos), s_tokens.repeat(n_pos))
+        out[row] = einops.rearrange(ld, "(p batch) -> p batch", p=n_pos).mean(-1)
+    return (out - ld_corrupt) / (ld_clean - ld_corrupt)
+
+
+def attribution_patch(
+    model: HookedTransformer,
+    clean: Int[Tensor, "batch pos"],
+    corrupt: Int[Tensor, "batch pos"],
+    io_tokens: Int[Tensor, " batch"],
+    s_tokens: Int[Tensor, " batch"],
+    act_name: str,
+) -> Float[Tensor, "layer pos *head"]:
+    names = [f"blocks.{layer}.{'attn.hook_z' if act_name == 'z' else 'hook_' + act_name}" for layer in range(model.cfg.n_layers)]
+    clean_logits, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name in names)
+    acts: dict[str, Tensor] = {}
+
+    def keep(act: Tensor, hook) -> None:
+        act.retain_grad()
+        acts[hook.name] = act
+
+    def embed_needs_grad(x: Tensor, hook) -> Tensor:
+        return x.requires_grad_(True)
+
+    with torch.enable_grad():
+        corrupt_logits = model.run_with_hooks(
+            corrupt, fwd_hooks=[("hook_embed", embed_needs_grad)] + [(name, keep) for name in names]
+        )
+        ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
+        ld_corrupt.backward()
+    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
+    scores = []
+    for name in names:
+        delta = clean_cache[name] - acts[name].detach()
+        scores.append((delta * acts[name].grad).sum(dim=(0, -1)))
+    return torch.stack(scores) / (ld_clean - ld_corrupt.detach())
+
+
+def _head_outputs(model: HookedTransformer, z: Tensor) -> Tensor:
+    """[batch, head, d_model] per-head outputs from z [batch, head, d_head] of every layer stacked."""
+    return einops.einsum(z, model.W_O, "layer batch head d_head, layer head d_head d_model -> layer head batch d_model")
+
+
+def path_patch_to_logits(
+    model: HookedTransformer,
+    clean: Int[Tensor, "batch pos"],
+    corrupt: Int[Tensor, "batch pos"],
+    io_tokens: Int[Tensor, " batch"],
+    s_tokens: Int[Tensor, " batch"],
+) -> Float[Tensor, "layer head"]:
+    last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    clean_logits, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith("hook_z") or name == last)
+    corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith("hook_z"))
+    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
+    ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
+    z_clean = torch.stack([clean_cache["z", layer][:, -1] for layer in range(model.cfg.n_layers)])
+    z_corrupt = torch.stack([corrupt_cache["z", layer][:, -1] for layer in range(model.cfg.n_layers)])
+    delta = _head_outputs(model, z_corrupt - z_clean)  # [layer, head, batch, d_model]
+    resid = model.ln_final(clean_cache[last][:, -1] + delta)  # the final norm, recomputed
+    ld = einops.einsum(resid, logit_diff_directions(model, io_tokens, s_tokens), "l h batch d, batch d -> l h batch")
+    return (ld.mean(-1) - ld_clean) / (ld_clean - ld_corrupt)
+
+
+def path_patch_to_queries(
+    model: HookedTransformer,
+    clean: Int[Tensor, "batch pos"],
+    corrupt: Int[Tensor, "batch pos"],
+    io_tokens: Int[Tensor, " batch"],
+    s_tokens: Int[Tensor, " batch"],
+    receivers: list[tuple[int, int]],
+) -> Float[Tensor, "layer head"]:
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    last = f"blocks.{n_layers - 1}.hook_resid_post"
+    rotary = model.cfg.positional_embedding_type == "rotary"
+    want = ("hook_z", "resid_pre", "hook_rot_k" if rotary else "hook_k", "hook_v")
+    clean_logits, cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith(want) or name == last)
+    corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith("hook_z"))
+    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
+    ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
+    first = min(layer for layer, _ in receivers)
+    # Only the receivers' queries at END matter (their output is read at END), so only the senders'
+    # change at END: [sender layer, sender head, batch, d_model].
+    z_diff = torch.stack([corrupt_cache["z", layer][:, -1] - cache["z", layer][:, -1] for layer in range(first)])
+    delta = einops.einsum(z_diff, model.W_O[:first], "layer batch head dh, layer head dh d -> layer head batch d")
+    change = torch.zeros(first, n_heads, clean.shape[0], model.cfg.d_model)  # receivers' output change at END
+    group = n_heads // (model.cfg.n_key_value_heads or n_heads)  # query heads per key/value head
+    senders = first * n_heads
+    for layer, head in receivers:
+        attn = model.blocks[layer].attn
+        q_in = model.blocks[layer].ln1(cache["resid_pre", layer][:, -1] + delta)  # [l, h, batch, d]
+        q = (q_in @ attn.W_Q[head] + attn.b_Q[head]).flatten(0, 2)  # [(l h batch), d_head]
+        if rotary:  # rotate as at the last position: place q there in an otherwise empty sequence
+            at_end = torch.zeros(q.shape[0], clean.shape[1], 1, q.shape[-1])
+            at_end[:, -1, 0] = q
+            q = attn.apply_rotary(at_end)[:, -1, 0]
+        k = cache["rot_k" if rotary else "k", layer][:, :, head // group].repeat(senders, 1, 1)  # [(l h batch), pos, dh]
+        v = cache["v", layer][:, :, head // group].repeat(senders, 1, 1)
+        pattern = (einops.einsum(q, k, "n dh, n pos dh -> n pos") / model.cfg.d_head**0.5).softmax(-1)
+        z = einops.einsum(pattern, v, "n pos, n pos dh -> n dh")
+        out = (z - cache["z", layer][:, -1, head].repeat(senders, 1)) @ attn.W_O[head]
+        change += einops.rearrange(out, "(l h batch) d -> l h batch d", l=first, h=n_heads)
+    resid = model.ln_final(cache[last][:, -1] + change)
+    ld = einops.einsum(resid, logit_diff_directions(model, io_tokens, s_tokens), "l h batch d, batch d -> l h batch")
+    result = torch.zeros(n_layers, n_heads)
+    result[:first] = (ld.mean(-1) - ld_clean) / (ld_clean - ld_corrupt)
+    return result
+
+
+def copying_scores(
+    model: HookedTransformer, name_tokens: Int[Tensor, " names"], k: int = 5, negative: bool = False
+) -> Float[Tensor, "layer head"]:
+    embed = model.W_E[name_tokens]  # [names, d_model]
+    resid = embed + model.blocks[0].mlp(model.blocks[0].ln2(embed[None]))[0]
+    values = einops.einsum(model.blocks[0].ln1(resid[None])[0], model.W_V, "names d, layer head d dh -> layer head names dh")
+    out = einops.einsum(values, model.W_O, "layer head names dh, layer head dh d -> layer head names d")
+    out = model.ln_final(-out if negative else out)
+    scores = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    per_chunk = max(1, 1024 // (model.cfg.n_heads * len(name_tokens)))  # ~1024 rows of logits at a time
+    for layers in torch.arange(model.cfg.n_layers).split(per_chunk):
+        logits = out[layers] @ model.W_U + model.b_U  # [layer, head, names, d_vocab]
+        top = logits.topk(k, dim=-1).indices
+        scores[layers] = (top == name_tokens[None, None, :, None]).any(-1).float().mean(-1)
+    return scores
+
+
+def duplicate_token_scores(patterns: Float[Tensor, "layer head q_pos k_pos"], seq_len: int) -> Float[Tensor, "layer head"]:
+    return patterns.diagonal(offset=-seq_len, dim1=-2, dim2=-1)[..., -seq_len:].mean(dim=-1)
+
+
+def circuit_logit_diff(
+    model: HookedTransformer,
+    clean: Int[Tensor, "batch pos"],
+    corrupt: Int[Tensor, "batch pos"],
+    io_tokens: Int[Tensor, " batch"],
+    s_tokens: Int[Tensor, " batch"],
+    circuit: Bool[Tensor, "layer head"],
+) -> float:
+    _, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith("hook_z"))
+
+    def ablate(z: Tensor, hook) -> Tensor:
+        keep = circuit[hook.layer()]
+        mean = corrupt_cache[hook.name].mean(0, keepdim=True)  # over prompts, per position
+        return torch.where(keep[None, None, :, None], z, mean)
+
+    logits = model.run_with_hooks(clean, fwd_hooks=[(lambda name: name.endswith("hook_z"), ablate)])
+    return logit_diff(logits, io_tokens, s_tokens).mean().item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks: the cases every learner's function is run on
+
+
+def _model() -> HookedTransformer:
+    return load_model(verbose=False)
+
+
+@functools.cache
+def _data(n_prompts: int, seed: int) -> dict[str, Tensor]:
+    return ioi_dataset(_model(), n_prompts, seed)
+
+
+def _args(n_prompts: int, seed: int, *extra) -> tuple:
+    data = _data(n_prompts, seed)
+    return (_model(), data["clean"], data["corrupt"], data["io"], data["s"], *extra)
+
+
+def _fingerprint(value) -> str:
+    if isinstance(value, Tensor):
+        return f"T{tuple(value.shape)}{value.dtype}{hashlib.sha1(value.detach().contiguous().numpy().tobytes()).hexdigest()}"
+    if isinstance(value, HookedTransformer):
+        return f"M{getattr(value, 'course_model_name', id(value))}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ",".join(_fingerprint(v) for v in value) + ")"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_fingerprint(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def _memo(fn):
+    """The reference, remembered per input: the tests grade many wrong implementations against it."""
+    results: dict[str, object] = {}
+
+    @functools.wraps(fn)
+    def cached(*args, **kwargs):
+        key = _fingerprint((args, kwargs))
+        if key not in results:
+            results[key] = fn(*args, **kwargs)
+        return results[key]
+
+    return cached
+
+
+@functools.cache
+def _logits(n_prompts: int, seed: int, which: str = "clean") -> Tensor:
+    data = _data(n_prompts, seed)
+    with torch.no_grad():
+        return _model()(data[which])
+
+
+def _random_logits(seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(5, 7, 50, generator=g), torch.randint(0, 50, (5,), generator=g), torch.randint(0, 50, (5,), generator=g)
+
+
+@functools.cache
+def _rep_patterns(seq_len: int, batch: int) -> Tensor:
+    model = _model()
+    tokens = repeated_random_tokens(model, seq_len, batch)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))
+    return torch.stack([cache["pattern", layer].mean(0) for layer in range(model.cfg.n_layers)])
+
+
+def _random_patterns(seed: int, layers: int = 2, heads: int = 3, pos: int = 11) -> Tensor:
+    scores = torch.randn(layers, heads, pos, pos, generator=torch.Generator().manual_seed(seed))
+    return scores.masked_fill(torch.triu(torch.ones(pos, pos, dtype=torch.bool), 1), float("-inf")).softmax(-1)
+
+
+def _name_tokens(names: list[str]) -> Tensor:
+    model = _model()
+    return torch.tensor([model.to_single_token(" " + n) for n in single_token_names(model, names)])
+
+
+def _circuit(kind: str) -> Tensor:
+    model = _model()
+    mask = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.bool)
+    if kind == "late":
+        mask[20:] = True
+    elif kind == "random":
+        mask.view(-1)[torch.randperm(mask.numel(), generator=torch.Generator().manual_seed(0))[:40]] = True
+    return mask
+
+
+EXERCISES = [
+    Exercise(
+        function="ioi_prompt_pair",
+        points=1,
+        cases=lambda: [
+            Case((TEMPLATES[0], "Mary", "John", "Tom", "ABBA"), "ABBA, the store template"),
+            Case((TEMPLATES[5], "Alice", "Bob", "Kate", "BABA"), "BABA, the house template"),
+            Case(("Then [B] met [A], and [S] smiled at", "Ann", "Dan", "Lee", "BABA"), "another template", hidden=True),
+        ],
+        reference=ioi_prompt_pair,
+        hint="ABBA: [A]=IO, [B]=S; BABA: [A]=S, [B]=IO; [S] is S in the clean prompt and the third name in the corrupted one",
+    ),
+    Exercise(
+        function="logit_diff",
+        points=1,
+        cases=lambda: [
+            Case(_random_logits(0), "random logits, 5 prompts of 7 positions"),
+            Case((_logits(6, 1), _data(6, 1)["io"], _data(6, 1)["s"]), "SmolLM2 on 6 IOI prompts"),
+            Case((_logits(6, 1, "corrupt"), _data(6, 1)["io"], _data(6, 1)["s"]), "SmolLM2 on their ABC corruption", hidden=True),
+        ],
+        reference=logit_diff,
+        atol=1e-4,
+        hint="logit of IO minus logit of S, at the last position, one value per prompt",
+    ),
+    Exercise(
+        function="logit_diff_directions",
+        points=1,
+        cases=lambda: [
+            Case((_model(), _data(6, 1)["io"], _data(6, 1)["s"]), "6 IOI prompts"),
+            Case((_model(), torch.tensor([5, 17]), torch.tensor([17, 5])), "two swapped pairs"),
+        ],
+        reference=logit_diff_directions,
+        atol=1e-5,
+        hint="columns of model.W_U: W_U[:, io] - W_U[:, s], one row per prompt",
+    ),
+    Exercise(
+        function="component_dla",
+        points=1,
+        cases=lambda: [
+            Case(_args(4, 2)[:2] + (_data(4, 2)["io"], _data(4, 2)["s"]), "4 clean prompts"),
+            Case(_args(4, 3)[:1] + (_data(4, 3)["corrupt"], _data(4, 3)["io"], _data(4, 3)["s"]), "4 corrupted prompts"),
+        ],
+        reference=_memo(component_dla),
+        atol=2e-3,
+        rtol=1e-3,
+        hint="cache.decompose_resid(layer=-1, pos_slice=-1) in its order, scaled by the final norm's scale of the whole stream",
+    ),
+    Exercise(
+        function="head_dla",
+        points=2,
+        cases=lambda: [
+            Case(_args(4, 2)[:2] + (_data(4, 2)["io"], _data(4, 2)["s"]), "4 clean prompts"),
+            Case(_args(2, 3)[:1] + (_data(2, 3)["corrupt"], _data(2, 3)["io"], _data(2, 3)["s"]), "2 corrupted prompts"),
+        ],
+        reference=_memo(head_dla),
+        atol=2e-3,
+        rtol=1e-3,
+        hint="project each head's output at the last position on the logit-difference direction, after dividing by the "
+        "final norm's scale of the whole residual stream (cache.apply_ln_to_stack), averaged over prompts",
+    ),
+    Exercise(
+        function="patch_residual",
+        points=2,
+        cases=lambda: [
+            Case(_args(2, 4, [18, 28]), "2 prompts, layers 18 and 28"),
+            Case(_args(2, 5, [24]), "2 other prompts, layer 24", hidden=True),
+        ],
+        reference=_memo(patch_residual),
+        atol=2e-3,
+        rtol=1e-3,
+        hint="run the corrupted prompts with one (layer, position) of resid_pre taken from the clean run; "
+        "(LD - LD_corrupt) / (LD_clean - LD_corrupt) with LD averaged over prompts",
+    ),
+    Exercise(
+        function="patch_heads",
+        points=2,
+        cases=lambda: [
+            Case(_args(2, 4, [20, 23]), "2 prompts, layers 20 and 23"),
+            Case(_args(2, 5, [25]), "2 other prompts, layer 25", hidden=True),
+        ],
+        reference=_memo(patch_heads),
+        atol=2e-3,
+        rtol=1e-3,
+        hint="run the corrupted prompts with one head's hook_z (every position) taken from the clean run",
+    ),
+    Exercise(
+        function="attribution_patch",
+        points=2,
+        cases=lambda: [
+            Case(_args(2, 4, "z"), "2 prompts, every head's z"),
+            Case(_args(2, 4, "resid_pre"), "2 prompts, the residual stream"),
+        ],
+        reference=_memo(attribution_patch),
+        atol=2e-3,
+        rtol=2e-3,
+        hint="(clean activation - corrupted activation) . d(mean LD)/d(activation) at the corrupted run, "
+        "summed over prompts and the last axis, divided by (LD_clean - LD_corrupt)",
+    ),
+    Exercise(
+        function="path_patch_to_logits",
+        points=2,
+        cases=lambda: [
+            Case(_args(4, 2), "4 prompts"),
+            Case(_args(4, 6), "4 other prompts", hidden=True),
+        ],
+        reference=_memo(path_patch_to_logits),
+        atol=2e-3,
+        rtol=1e-3,
+        hint="add (corrupted - clean) output of one head at the last position to the clean final residual stream, "
+        "re-apply ln_final, and measure (LD - LD_clean) / (LD_clean - LD_corrupt)",
+    ),
+    Exercise(
+        function="path_patch_to_queries",
+        points=3,
+        cases=lambda: [
+            Case(_args(2, 4, [(23, 3)]), "2 prompts, receiver 23.3"),
+            Case(_args(2, 6, [(23, 0), (29, 1)]), "2 prompts, receivers 23.0 and 29.1"),
+        ],
+        reference=_memo(path_patch_to_queries),
+        atol=2e-3,
+        rtol=1e-3,
+        hint="only the receivers' queries see the sender's change (their keys and values stay clean); read their "
+        "output change at the last position straight into the clean final residual stream",
+    ),
+    Exercise(
+        function="copying_scores",
+        points=2,
+        cases=lambda: [
+            Case((_model(), _name_tokens(NAMES[:4])), "4 names"),
+            Case((_model(), _name_tokens(NAMES[4:8]), 5, True), "4 other names, negative copying"),
+        ],
+        reference=_memo(copying_scores),
+        atol=1e-6,
+        hint="names -> embedding + block 0's MLP -> ln1 -> each head's OV -> ln_final -> unembed; is the name in the top k?",
+    ),
+    Exercise(
+        function="duplicate_token_scores",
+        points=1,
+        cases=lambda: [
+            Case((_random_patterns(0), 5), "random causal patterns, seq_len 5"),
+            Case((_rep_patterns(10, 2), 10), "SmolLM2 on repeated random tokens, seq_len 10"),
+        ],
+        reference=duplicate_token_scores,
+        atol=1e-5,
+        hint="position T+i (the second r_i) attends to position i (the first r_i)",
+    ),
+    Exercise(
+        function="circuit_logit_diff",
+        points=2,
+        cases=lambda: [
+            Case(_args(4, 2, _circuit("late")), "4 prompts, heads of layers 20-29 kept"),
+            Case(_args(4, 3, _circuit("random")), "4 prompts, 40 random heads kept"),
+        ],
+        reference=_memo(circuit_logit_diff),
+        atol=2e-3,
+        rtol=1e-3,
+        hint="replace every head outside the circuit by its mean hook_z over the corrupted prompts (per position)",
+    ),
+]
+
+check = Checks(EXERCISES)
