@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from tests.conftest import wrong_implementations
+from utils import grading
 from utils.grade import CHAPTERS
 from utils.grading import run_exercise
 
@@ -16,6 +17,24 @@ EXERCISES = [
     (chapter, exercise) for chapter, module in sorted(CHAPTERS.items()) for exercise in importlib.import_module(module).EXERCISES
 ]
 WRONG = [(chapter, *fixture) for chapter in sorted(CHAPTERS) for fixture in wrong_implementations(chapter)]
+
+
+_EXPECTED: dict[tuple, list] = {}
+
+
+@pytest.fixture(autouse=True)
+def reference_runs_once(monkeypatch):
+    """The tests below vary only the learner's function: each exercise's reference outputs are computed
+    once per session (they are deterministic; the learner's function gets its own copies of the inputs)."""
+    compute = grading.reference_outputs
+
+    def cached(exercise, cases):
+        key = (exercise.reference.__module__, exercise.function, tuple(case.label for case in cases))
+        if key not in _EXPECTED:
+            _EXPECTED[key] = compute(exercise, cases)
+        return _EXPECTED[key]
+
+    monkeypatch.setattr(grading, "reference_outputs", cached)
 
 
 def exercise_of(chapter: str, function: str):

@@ -17,6 +17,8 @@ import hashlib
 import html
 import json
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -606,9 +608,13 @@ def pretrained_sae(
     metrics = sae_metrics(params, held_out, k)
     metadata = {"model_name": model.cfg.model_name, "hook_name": hook_name, "context_size": 128, "prepend_bos": True,
                 **{name: round(float(metrics[name]), 4) for name in ["l0", "variance_explained", "dead_fraction"]}}
-    tmp = folder.with_name(folder.name + ".tmp")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))  # its own: two processes may train at once
     save_sae(params, tmp, k=k, metadata=metadata)
-    tmp.rename(folder)
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process finished first: keep its SAE (the same recipe and seed)
+        shutil.rmtree(tmp)
     if verbose:
         print(f"Trained and cached an SAE on {hook_name} in {time.perf_counter() - start:.0f} s: {folder}")
     return load_sae(folder)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,7 +217,7 @@ def paragraph_data(model: HookedTransformer, verbose: bool = True) -> ParagraphD
     start = time.perf_counter()
     acts = collect_activations(model, tokens, HOOK_NAME, batch_size=16, desc="paragraph activations")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # its own: two processes may write at once
     save_file({"tokens": tokens, "acts": acts.contiguous()}, tmp, metadata={"hook_name": HOOK_NAME, "source": SOURCE})
     tmp.rename(path)
     if verbose:

@@ -28,6 +28,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import os
 import time
 from pathlib import Path
 
@@ -166,7 +167,7 @@ def cached_activations(
     tokens = token_sequences(model, seq_len, n_seqs)
     acts = collect_activations(model, tokens, hook_name).flatten(0, 1).contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # its own: two processes may write at once
     save_file({"activations": acts}, tmp, metadata={"hook_name": hook_name, "corpus": CORPUS_SOURCE})
     tmp.rename(path)
     if verbose:
