@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
-from tests.conftest import SOLUTIONS, wrong_implementations
+from tests.conftest import wrong_implementations
 from utils import chapter01
 from utils.grading import CheckFailed, run_exercise
 
 EXERCISES = {exercise.function: exercise for exercise in chapter01.EXERCISES}
 WRONG = wrong_implementations("01")
-NOTEBOOK = SOLUTIONS / "01_superposition.ipynb"
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -62,23 +59,6 @@ def test_check_prints_a_tick_or_raises_one_line(capsys):
         chapter01.check.generate_batch(lambda n, p, g=None: torch.rand(n, *p.shape))
     assert failure.value._render_traceback_()[0].count("\n") == 0
     assert "should be (1 - p" in str(failure.value)
-
-
-def _cells(role):
-    nb = json.loads(NOTEBOOK.read_text())
-    if role == "setup":
-        return [c for c in nb["cells"] if "setup" in c["metadata"].get("tags", [])]
-    return [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("solution")]
-
-
-@pytest.mark.skipif(not NOTEBOOK.exists(), reason="the solution notebook has not been generated")
-def test_solution_notebook_functions_pass():
-    namespace: dict = {}
-    for cell in _cells("setup") + _cells("solution"):
-        exec("".join(cell["source"]), namespace)
-    for function, exercise in EXERCISES.items():
-        result = run_exercise(exercise, namespace[function])
-        assert result.passed, f"{function}: {result.message}"
 
 
 def test_train_toy_models_smoke():

@@ -3,19 +3,15 @@ estimators have the properties the notebook states, and the checks accept other 
 
 from __future__ import annotations
 
-import json
-
 import einops
 import pytest
 import torch
 
-from tests.conftest import SOLUTIONS
 from utils import chapter04a
 from utils.chapter04a import LAYERS
 from utils.grading import run_exercise
 
 EXERCISES = {exercise.function: exercise for exercise in chapter04a.EXERCISES}
-NOTEBOOK = SOLUTIONS / "04a_feature_circuits.ipynb"
 
 
 @pytest.fixture(scope="module")
@@ -151,20 +147,3 @@ def _multiplied_mean_ablate(acts, mean, keep):
 def test_checks_accept_other_valid_implementations(function, implementation):
     result = run_exercise(EXERCISES[function], implementation)
     assert result.passed, result.message
-
-
-def _cells(role):
-    nb = json.loads(NOTEBOOK.read_text())
-    if role == "setup":
-        return [c for c in nb["cells"] if "setup" in c["metadata"].get("tags", [])]
-    return [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("solution")]
-
-
-@pytest.mark.skipif(not NOTEBOOK.exists(), reason="the solution notebook has not been generated")
-def test_solution_notebook_functions_pass():
-    namespace: dict = {}
-    for cell in _cells("setup") + _cells("solution"):
-        exec("".join(cell["source"]), namespace)
-    for function, exercise in EXERCISES.items():
-        result = run_exercise(exercise, namespace[function])
-        assert result.passed, f"{function}: {result.message}"

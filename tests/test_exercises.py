@@ -1,15 +1,19 @@
 """Every chapter's checks, by the same rules: the reference passes; a stub and every wrong
-implementation in tests/wrong/chapterNN.py fail; every exercise has at least two of those."""
+implementation in tests/wrong/chapterNN.py fail; every exercise has at least two of those; the
+reference code in the solution notebook passes its own checks."""
 
 from __future__ import annotations
 
 import importlib
 from collections import Counter
 
+import nbformat
 import pytest
+import torch
 
-from tests.conftest import wrong_implementations
+from tests.conftest import SOLUTIONS, wrong_implementations
 from utils import grading
+from utils.course import chapter_id, notebooks
 from utils.grade import CHAPTERS
 from utils.grading import run_exercise
 
@@ -75,3 +79,21 @@ def test_every_exercise_has_two_wrong_implementations(chapter):
     counts = Counter(function for c, function, _, _ in WRONG if c == chapter)
     assert set(counts) <= functions, f"fixtures for unknown exercises: {set(counts) - functions}"
     assert {f: counts[f] for f in functions if counts[f] < 2} == {}
+
+
+@pytest.mark.parametrize("source", notebooks(SOLUTIONS), ids=lambda p: p.name)
+def test_solution_notebook_functions_pass(source):
+    """The notebook's reference code (what the release turns into stubs) passes the checks, run after the
+    setup cells as the grader runs it."""
+    cells = nbformat.read(source, as_version=4).cells
+    setup = [c for c in cells if "setup" in c.metadata.get("tags", [])]
+    solutions = [c for c in cells if c.metadata.get("nbgrader", {}).get("solution")]
+    namespace: dict = {}
+    try:
+        for cell in setup + solutions:
+            exec(cell.source, namespace)
+        for exercise in importlib.import_module(CHAPTERS[chapter_id(source.name)]).EXERCISES:
+            result = run_exercise(exercise, namespace[exercise.function])
+            assert result.passed, f"{exercise.function}: {result.message}"
+    finally:
+        torch.set_grad_enabled(True)  # a setup cell may turn gradients off for its notebook

@@ -212,6 +212,43 @@ def patch_residual(
     return (out - ld_corrupt) / (ld_clean - ld_corrupt)
 
 
+def _patch_z(
+    model: HookedTransformer,
+    clean: Int[Tensor, "batch pos"],
+    corrupt: Int[Tensor, "batch pos"],
+    io_tokens: Int[Tensor, " batch"],
+    s_tokens: Int[Tensor, " batch"],
+    rows: list[tuple[int, list[tuple[int | slice, int]]]],
+    n_copies: int,
+) -> Float[Tensor, "rows copies"]:
+    """Batched activation patching of ``hook_z``, normalised: 0 = corrupted, 1 = clean.
+
+    Each row is ``(layer, patches)``: one run of ``n_copies`` (= ``len(patches)``) stacked copies of
+    the corrupted batch, starting at ``layer``, where copy ``c`` gets the clean ``hook_z[:, pos, head]`` for
+    ``patches[c] = (pos, head)`` (``pos`` may be ``slice(None)``: every position).
+    """
+    want = ("hook_z", "resid_pre")
+    clean_logits, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith(want))
+    corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith(want))
+    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
+    ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
+    out = torch.zeros(len(rows), n_copies)
+    for row, (layer, patches) in enumerate(rows):
+
+        def patch(z: Tensor, hook, layer: int = layer, patches: list = patches) -> Tensor:
+            z = einops.rearrange(z, "(n batch) pos head d -> n batch pos head d", n=n_copies).clone()
+            for copy, (pos, head) in enumerate(patches):
+                z[copy, :, pos, head] = clean_cache["z", layer][:, pos, head]
+            return einops.rearrange(z, "n batch pos head d -> (n batch) pos head d")
+
+        resid = corrupt_cache["resid_pre", layer].repeat(n_copies, 1, 1)
+        with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", patch)]):
+            logits = final_logits(model, resid, layer)
+        ld = logit_diff(logits, io_tokens.repeat(n_copies), s_tokens.repeat(n_copies))
+        out[row] = einops.rearrange(ld, "(n batch) -> n batch", n=n_copies).mean(-1)
+    return (out - ld_corrupt) / (ld_clean - ld_corrupt)
+
+
 def patch_heads(
     model: HookedTransformer,
     clean: Int[Tensor, "batch pos"],
@@ -220,27 +257,9 @@ def patch_heads(
     s_tokens: Int[Tensor, " batch"],
     layers: list[int],
 ) -> Float[Tensor, "layers head"]:
-    n_heads = model.cfg.n_heads
-    want = ("hook_z", "resid_pre")
-    clean_logits, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith(want))
-    corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith(want))
-    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
-    ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
-    out = torch.zeros(len(layers), n_heads)
-    for row, layer in enumerate(layers):
-
-        def patch(z: Tensor, hook, layer: int = layer) -> Tensor:
-            z = einops.rearrange(z, "(h batch) pos head d -> h batch pos head d", h=n_heads).clone()
-            for head in range(n_heads):
-                z[head, :, :, head] = clean_cache["z", layer][:, :, head]
-            return einops.rearrange(z, "h batch pos head d -> (h batch) pos head d")
-
-        resid = corrupt_cache["resid_pre", layer].repeat(n_heads, 1, 1)
-        with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", patch)]):
-            logits = final_logits(model, resid, layer)
-        ld = logit_diff(logits, io_tokens.repeat(n_heads), s_tokens.repeat(n_heads))
-        out[row] = einops.rearrange(ld, "(h batch) -> h batch", h=n_heads).mean(-1)
-    return (out - ld_corrupt) / (ld_clean - ld_corrupt)
+    every_head = [(slice(None), head) for head in range(model.cfg.n_heads)]  # one copy per head, every position
+    rows = [(layer, every_head) for layer in layers]
+    return _patch_z(model, clean, corrupt, io_tokens, s_tokens, rows, model.cfg.n_heads)
 
 
 def patch_head_positions(
@@ -258,25 +277,8 @@ def patch_head_positions(
     `patch_heads`: 0 = corrupted, 1 = clean.
     """
     n_pos = clean.shape[1]
-    want = ("hook_z", "resid_pre")
-    clean_logits, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith(want))
-    corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith(want))
-    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
-    ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
-    out = torch.zeros(len(heads), n_pos)
-    for row, (layer, head) in enumerate(heads):
-        def patch(z: Tensor, hook, layer: int = layer, head: int = head) -> Tensor:
-            z = einops.rearrange(z, "(p batch) pos head d -> p batch pos head d", p=n_pos).clone()
-            for pos in range(n_pos):
-                z[pos, :, pos, head] = clean_cache["z", layer][:, pos, head]
-            return einops.rearrange(z, "p batch pos head d -> (p batch) pos head d")
-
-        resid = corrupt_cache["resid_pre", layer].repeat(n_pos, 1, 1)
-        with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", patch)]):
-            logits = final_logits(model, resid, layer)
-        ld = logit_diff(logits, io_tokens.repeat(n_pos), s_tokens.repeat(n_pos))
-        out[row] = einops.rearrange(ld, "(p batch) -> p batch", p=n_pos).mean(-1)
-    return (out - ld_corrupt) / (ld_clean - ld_corrupt)
+    rows = [(layer, [(pos, head) for pos in range(n_pos)]) for layer, head in heads]  # one copy per position
+    return _patch_z(model, clean, corrupt, io_tokens, s_tokens, rows, n_pos)
 
 
 def attribution_patch(
