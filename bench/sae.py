@@ -16,11 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.run import GB, PeakMemory, children
+from bench.measure import GB, PeakMemory, children
+from utils.paths import ROOT, SAE_HOOK
 
-ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "bench" / "sae_runner.py"
-HOOK = "blocks.12.hook_resid_pre"
 D_MODEL = 576
 
 
@@ -31,7 +30,7 @@ def activations_file(directory: Path, n_seqs: int) -> Path:
     from utils.data import cached_activations
     from utils.models import load_model
 
-    acts = cached_activations(load_model(verbose=False), HOOK, seq_len=128, n_seqs=n_seqs)
+    acts = cached_activations(load_model(verbose=False), SAE_HOOK, seq_len=128, n_seqs=n_seqs)
     path = directory / "activations.safetensors"
     save_file({"activations": acts.contiguous()}, path)
     return path

@@ -2,12 +2,13 @@
 
     python bench/sae_runner.py ours|saelens ACTIVATIONS.safetensors --d-sae 4608 --k 32 --steps 600
 
-Run by `bench/sae.py`, one process per run, for ``ours`` (chapter 02's `train_sae`) and for
+Run by `bench/sae.py`, one process per run, for ``ours`` (the course's `train_sae`) and for
 ``saelens`` (SAELens's own `SAETrainer` and `TopKTrainingSAE`). Both sides read the same
-activations, draw the same batches (same seed, same order), use the same width, k, AuxK
-dead-latent window, learning rate and schedule (constant, linear decay over the last 20 % of
-steps), and are scored by the same `score` function on the same held-out activations. Nothing
-from the course is imported at module level: the SAELens side does not touch our code.
+activations, draw batches from the course's one batch iterator (same seed), use
+the same width, k, AuxK dead-latent window, learning rate and schedule (constant, linear decay over
+the last 20 % of steps), and are scored by the same `score` function (chapter 02's `firing_stats`
+and `variance_explained`) on the same held-out activations. The SAELens side trains with SAELens's
+code only.
 """
 
 from __future__ import annotations
@@ -15,39 +16,32 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator
 
 import torch
 from safetensors.torch import load_file
 
-HELD_OUT = 8192  # the last activations, never trained on
-
-
-def batches(train: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        for idx in torch.randperm(len(train), generator=generator).split(batch_size):
-            if len(idx) == batch_size:
-                yield train[idx].float()
+from utils.data import batches
+from utils.references.chapter02 import firing_stats, variance_explained
+from utils.sae.pretrained import HELD_OUT  # the last activations, never trained on
 
 
 def score(x: torch.Tensor, x_hat: torch.Tensor, acts: torch.Tensor) -> dict[str, float]:
     """L0, fraction of variance explained, and the fraction of latents that never fire on ``x``."""
-    return {
-        "l0": (acts != 0).float().sum(-1).mean().item(),
-        "variance_explained": 1 - ((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item(),
-        "dead_fraction": ((acts != 0).sum(0) == 0).float().mean().item(),
-    }
+    stats = firing_stats(acts)
+    return {"l0": stats["l0"], "variance_explained": variance_explained(x, x_hat), "dead_fraction": stats["dead_fraction"]}
 
 
 def train_ours(train: torch.Tensor, args: argparse.Namespace) -> tuple[float, object]:
-    from utils.chapter02 import run_sae, train_sae
+    from utils.sae.base import SAEConfig
+    from utils.sae.model import run_sae
+    from utils.sae.training import train_sae
 
     start = time.perf_counter()
-    params, _ = train_sae(
-        train, args.d_sae, "topk", steps=args.steps, batch_size=args.batch_size, lr=args.lr, k=args.k, seed=args.seed,
-        dead_window=args.dead_window, progress=False,
+    cfg = SAEConfig(
+        d_sae=args.d_sae, architecture="topk", k=args.k, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, dead_window=args.dead_window,
     )
+    params, _ = train_sae(train, cfg, progress=False)
     seconds = time.perf_counter() - start
     return seconds, lambda x: run_sae(params, x, k=args.k)
 
@@ -68,7 +62,7 @@ def train_saelens(train: torch.Tensor, args: argparse.Namespace) -> tuple[float,
         dead_feature_window=args.dead_window,  # AuxK's notion of dead, as in ours
         device="cpu",
     )
-    trainer = SAETrainer(cfg, sae, batches(train, args.batch_size, args.seed))
+    trainer = SAETrainer(cfg, sae, batches(train, args.batch_size, torch.Generator().manual_seed(args.seed)))
     start = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - start

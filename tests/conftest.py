@@ -1,18 +1,37 @@
-"""Shared fixtures: the project's paths, the bundled model, the wrong-implementation fixtures."""
+"""Shared fixtures: the project's paths, the bundled model, the wrong-implementation fixtures, and
+each exercise's reference outputs computed once per test session."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from pathlib import Path
 
 import pytest
 
+from utils.grading import engine
 from utils.models import load_model
+from utils.paths import CHAPTERS_DIR as CHAPTERS
+from utils.paths import ROOT
+from utils.paths import SOLUTIONS_DIR as SOLUTIONS
 
-ROOT = Path(__file__).resolve().parents[1]
-SOLUTIONS = ROOT / "solutions"
-CHAPTERS = ROOT / "chapters"
+__all__ = ["CHAPTERS", "ROOT", "SOLUTIONS", "wrong_implementations"]
+_EXPECTED: dict[tuple, list] = {}
+
+
+@pytest.fixture(autouse=True)
+def reference_runs_once(monkeypatch):
+    """Tests vary the learner's function, never the reference: each exercise's reference outputs are
+    computed once per session (they are deterministic; the learner's function gets its own copies of
+    the inputs). A test cache, so it lives here and not in the chapters' modules."""
+    compute = engine.reference_outputs
+
+    def cached(exercise, cases):
+        key = (exercise.reference.__module__, exercise.function, tuple(case.label for case in cases))
+        if key not in _EXPECTED:
+            _EXPECTED[key] = compute(exercise, cases)
+        return _EXPECTED[key]
+
+    monkeypatch.setattr(engine, "reference_outputs", cached)
 
 
 @pytest.fixture(scope="session")

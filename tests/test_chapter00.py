@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import wrong_implementations
 from utils import chapter00
 from utils.grading import CheckFailed, run_exercise
+from utils.references import chapter00 as ref00
 
 EXERCISES = {exercise.function: exercise for exercise in chapter00.EXERCISES}
 WRONG = wrong_implementations("00")
@@ -21,7 +22,7 @@ def test_in_place_weight_edit_is_reported_and_undone(model):
 
 
 def test_check_prints_a_tick_or_raises_one_line(capsys):
-    chapter00.check.previous_token_scores(chapter00.previous_token_scores)
+    chapter00.check.previous_token_scores(ref00.previous_token_scores)
     assert "✓ previous_token_scores" in capsys.readouterr().out
     with pytest.raises(CheckFailed) as failure:
         chapter00.check.previous_token_scores(lambda patterns: patterns.sum(-1))

@@ -10,6 +10,14 @@ import pytest
 import torch
 
 from utils import chapter02, data
+from utils.grading.wire import case_to_wire
+from utils.references import chapter02 as ref02
+from utils.sae import jumprelu, saelens
+from utils.sae import metrics as sae_metrics_mod
+from utils.sae import model as sae_model
+from utils.sae import pretrained as sae_pretrained
+from utils.sae import training as sae_training
+from utils.sae.base import SAEConfig
 
 EXERCISES = {exercise.function: exercise for exercise in chapter02.EXERCISES}
 
@@ -73,21 +81,21 @@ def test_activation_cache_round_trip(model, tmp_path, monkeypatch, no_network):
 
 def test_pretrained_sae_is_trained_once_then_loaded(model, tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
-    params, cfg = chapter02.pretrained_sae(model, "blocks.2.hook_resid_pre", d_sae=64, k=4, n_seqs=8, steps=5, verbose=False)
+    params, cfg = sae_pretrained.pretrained_sae(model, "blocks.2.hook_resid_pre", d_sae=64, k=4, n_seqs=8, steps=5, verbose=False)
     assert cfg["architecture"] == "topk" and cfg["k"] == 4 and params["W_dec"].shape == (64, model.cfg.d_model)
     assert 0 < cfg["metadata"]["l0"] <= 4 and cfg["metadata"]["hook_name"] == "blocks.2.hook_resid_pre"
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached SAE was trained again")
 
-    monkeypatch.setattr(chapter02, "train_sae", no_training)
-    again, _ = chapter02.pretrained_sae(model, "blocks.2.hook_resid_pre", d_sae=64, k=4, n_seqs=8, steps=5, verbose=False)
+    monkeypatch.setattr(sae_pretrained, "train_sae", no_training)
+    again, _ = sae_pretrained.pretrained_sae(model, "blocks.2.hook_resid_pre", d_sae=64, k=4, n_seqs=8, steps=5, verbose=False)
     assert all(torch.equal(params[name], again[name]) for name in params)
     assert len(list((tmp_path / "saes").iterdir())) == 1  # no temporary folder left
 
 
 def _random_sae(architecture: str, d_in: int = 6, d_sae: int = 10) -> dict:
-    params = chapter02.init_sae(d_in, d_sae, architecture, torch.randn(d_in), seed=1)
+    params = sae_training.init_sae(d_in, SAEConfig(d_sae=d_sae, architecture=architecture, seed=1), torch.randn(d_in))
     if "log_threshold" in params:
         params["threshold"] = params.pop("log_threshold").exp()
     return params
@@ -96,19 +104,19 @@ def _random_sae(architecture: str, d_in: int = 6, d_sae: int = 10) -> dict:
 @pytest.mark.parametrize(("architecture", "k"), [("relu", None), ("relu", 3), ("jumprelu", None), ("gated", None)])
 def test_saelens_format_round_trip(tmp_path, architecture, k):
     params = _random_sae(architecture)
-    folder = chapter02.save_sae(params, tmp_path / "sae", k=k, metadata={"hook_name": "blocks.12.hook_resid_pre"})
+    folder = saelens.save_sae(params, tmp_path / "sae", k=k, metadata={"hook_name": "blocks.12.hook_resid_pre"})
     assert sorted(p.name for p in folder.iterdir()) == ["cfg.json", "sae_weights.safetensors"]
     cfg = json.loads((folder / "cfg.json").read_text())
     saelens_arch = "topk" if k else {"relu": "standard", "jumprelu": "jumprelu", "gated": "gated"}[architecture]
     assert cfg["architecture"] == saelens_arch
     assert set(cfg) == SAELENS_CFG_FIELDS | (SAELENS_TOPK_FIELDS if k else set())
     assert cfg["d_in"] == 6 and cfg["d_sae"] == 10 and cfg["metadata"]["hook_name"] == "blocks.12.hook_resid_pre"
-    back, cfg_back = chapter02.load_sae(folder)
+    back, cfg_back = saelens.load_sae(folder)
     assert set(back) == SAELENS_WEIGHTS[saelens_arch] and cfg_back == cfg
     x = torch.randn(5, 6)
     for name in back:
         assert back[name].shape == params[name].shape
-    assert torch.allclose(chapter02.run_sae(back, x, k)[1], chapter02.run_sae(params, x, k)[1], atol=1e-6)
+    assert torch.allclose(sae_model.run_sae(back, x, k)[1], sae_model.run_sae(params, x, k)[1], atol=1e-6)
 
 
 def test_saelens_loads_our_file_when_installed(tmp_path):
@@ -116,20 +124,20 @@ def test_saelens_loads_our_file_when_installed(tmp_path):
     params = _random_sae("relu")
     x = torch.randn(7, 6)
     for k in [None, 3]:
-        folder = chapter02.save_sae(params, tmp_path / f"sae{k}", k=k)
+        folder = saelens.save_sae(params, tmp_path / f"sae{k}", k=k)
         loaded = sae_lens.SAE.load_from_disk(str(folder))
         with torch.no_grad():
-            assert torch.allclose(loaded.encode(x), chapter02.run_sae(params, x, k)[0], atol=1e-5)
-            assert torch.allclose(loaded(x), chapter02.run_sae(params, x, k)[1], atol=1e-5)
+            assert torch.allclose(loaded.encode(x), sae_model.run_sae(params, x, k)[0], atol=1e-5)
+            assert torch.allclose(loaded(x), sae_model.run_sae(params, x, k)[1], atol=1e-5)
 
 
 def test_resampling_revives_dead_latents():
     case = chapter02._resample_case(3, [4, 5, 7])
     x, W_enc, b_enc, W_dec, b_dec, dead, seed = case
-    before, _ = chapter02.sae_forward(x, W_enc, b_enc, W_dec, b_dec)
+    before, _ = ref02.sae_forward(x, W_enc, b_enc, W_dec, b_dec)
     assert (before[:, dead] == 0).all()
-    out = chapter02.resample_dead_latents(*case)
-    after, _ = chapter02.sae_forward(x, out["W_enc"], out["b_enc"], out["W_dec"], out["b_dec"])
+    out = ref02.resample_dead_latents(*case)
+    after, _ = ref02.sae_forward(x, out["W_enc"], out["b_enc"], out["W_dec"], out["b_dec"])
     assert (after[:, dead] > 0).any(0).all()
     assert torch.equal(after[:, ~dead], before[:, ~dead])
 
@@ -139,11 +147,11 @@ def test_training_with_resampling_leaves_fewer_dead_latents():
     W = torch.nn.functional.normalize(torch.randn(8, 24, generator=g), dim=0)
     h = chapter02.toy_hidden_batch(W, 20_000, 0.05, g)
     kwargs = dict(steps=600, batch_size=256, lr=3e-3, l1_coeff=0.3, tied_init=False, init_b_enc=-0.6, dead_window=100,
-                  resample_every=150, progress=False)
+                  resample_every=150)
     dead = {}
     for resample in [None, "anthropic"]:
-        params, _ = chapter02.train_sae(h, 32, "relu", resample=resample, **kwargs)
-        dead[resample] = chapter02.sae_metrics(params, h[:5000])["dead_fraction"]
+        params, _ = sae_training.train_sae(h, SAEConfig(d_sae=32, resample=resample, **kwargs), progress=False)
+        dead[resample] = sae_metrics_mod.sae_metrics(params, h[:5000])["dead_fraction"]
     assert dead[None] > 0.1
     assert dead["anthropic"] < dead[None]
 
@@ -154,7 +162,7 @@ def test_jumprelu_custom_backward_gives_the_ste_gradient():
     x = (threshold.detach() + (torch.rand(64, 5, generator=g) - 0.5) * 0.2).requires_grad_(True)
     weights = torch.randn(64, 5, generator=g)
     bandwidth = 0.1
-    out = chapter02.JumpReLU.apply(x, threshold, bandwidth)
+    out = jumprelu.JumpReLU.apply(x, threshold, bandwidth)
     assert torch.equal(out, x * (x > threshold))
     (out * weights).sum().backward()
     inside = ((x.detach() - threshold.detach()).abs() < bandwidth / 2).float()
@@ -162,7 +170,7 @@ def test_jumprelu_custom_backward_gives_the_ste_gradient():
     want = (-(threshold.detach() / bandwidth) * inside * weights).sum(0)
     assert torch.allclose(threshold.grad, want) and (threshold.grad != 0).any()
     t2 = threshold.detach().clone().requires_grad_(True)
-    (chapter02.Step.apply(x.detach(), t2, bandwidth) * weights).sum().backward()
+    (jumprelu.Step.apply(x.detach(), t2, bandwidth) * weights).sum().backward()
     assert torch.allclose(t2.grad, (-(1 / bandwidth) * inside * weights).sum(0))
 
 
@@ -170,28 +178,26 @@ def test_jumprelu_custom_backward_gives_the_ste_gradient():
                                                       ("gated", {})])
 def test_train_sae_every_architecture(architecture, kwargs):
     h = torch.randn(4000, 6) * torch.rand(4000, 1)
-    params, history = chapter02.train_sae(h, 12, architecture, steps=60, batch_size=128, log_every=20, progress=False,
-                                          **kwargs)
+    cfg = SAEConfig(d_sae=12, architecture=architecture, steps=60, batch_size=128, log_every=20, **kwargs)
+    params, history = sae_training.train_sae(h, cfg, progress=False)
     assert torch.allclose(params["W_dec"].norm(dim=-1), torch.ones(12), atol=1e-4)
     assert set(history) == {"step", "loss", "l0", "variance_explained", "dead_fraction"} and len(history["step"]) == 4
     assert all(torch.isfinite(v).all() for v in params.values())
-    metrics = chapter02.sae_metrics(params, h, k=kwargs.get("k"))
+    metrics = sae_metrics_mod.sae_metrics(params, h, k=kwargs.get("k"))
     assert 0 <= metrics["l0"] <= 12 and metrics["variance_explained"] <= 1
 
 
 def test_ce_losses_bracket_the_sae(model):
     tokens = data.token_sequences(model, 24, 2)
-    params = chapter02.init_sae(model.cfg.d_model, 16, b_dec=torch.zeros(model.cfg.d_model))
-    ce = chapter02.ce_losses(model, tokens, "blocks.6.hook_resid_pre", params, k=4)
+    params = sae_training.init_sae(model.cfg.d_model, SAEConfig(d_sae=16), torch.zeros(model.cfg.d_model))
+    ce = sae_metrics_mod.ce_losses(model, tokens, "blocks.6.hook_resid_pre", params, k=4)
     assert ce["clean"] < ce["zero"]
     assert ce["ce_recovered"] == pytest.approx((ce["zero"] - ce["sae"]) / (ce["zero"] - ce["clean"]))
 
 
 def test_exercise_cases_travel_through_the_grading_wire(tmp_path):
     """Cases and reference outputs must survive torch.save / torch.load(weights_only=True)."""
-    from utils.grade import _case_to_wire
-
     for exercise in chapter02.EXERCISES:
         cases = list(exercise.cases())
-        torch.save([_case_to_wire(c) for c in cases], tmp_path / "cases.pt")
+        torch.save([case_to_wire(c) for c in cases], tmp_path / "cases.pt")
         torch.load(tmp_path / "cases.pt", weights_only=True)

@@ -9,6 +9,7 @@ import torch
 from utils import chapter03
 from utils.grading import CheckFailed
 from utils.models import hub_reachable, load_model
+from utils.references import chapter03 as ref03
 
 
 @pytest.fixture(scope="module")
@@ -43,30 +44,30 @@ def test_templates_of_different_lengths_are_refused(model):
 
 
 def test_the_model_solves_ioi_and_the_corruption_removes_it(model, data):
-    clean = chapter03.logit_diff(model(data["clean"]), data["io"], data["s"])
-    corrupt = chapter03.logit_diff(model(data["corrupt"]), data["io"], data["s"])
+    clean = ref03.logit_diff(model(data["clean"]), data["io"], data["s"])
+    corrupt = ref03.logit_diff(model(data["corrupt"]), data["io"], data["s"])
     assert clean.mean() > 3 and (clean > 0).float().mean() >= 0.95
     assert corrupt.mean() < 1.5
 
 
 def test_direct_logit_attribution_adds_up_to_the_logit_difference(model, data):
     tokens, io, s = data["clean"][:4], data["io"][:4], data["s"][:4]
-    total = chapter03.logit_diff(model(tokens), io, s).mean()
-    assert torch.isclose(chapter03.component_dla(model, tokens, io, s).sum(), total, atol=1e-3)
+    total = ref03.logit_diff(model(tokens), io, s).mean()
+    assert torch.isclose(ref03.component_dla(model, tokens, io, s).sum(), total, atol=1e-3)
     # heads alone are not everything (MLPs, embeddings, biases), but they carry most of it here
-    assert 0.5 * total < chapter03.head_dla(model, tokens, io, s).sum() < 1.5 * total
+    assert 0.5 * total < ref03.head_dla(model, tokens, io, s).sum() < 1.5 * total
 
 
 def test_path_patching_finds_a_name_mover_that_attribution_also_ranks_first(model, data):
     args = (model, data["clean"][:4], data["corrupt"][:4], data["io"][:4], data["s"][:4])
-    to_logits = chapter03.path_patch_to_logits(*args)
+    to_logits = ref03.path_patch_to_logits(*args)
     layer, head = divmod(int(to_logits.argmin()), model.cfg.n_heads)
-    attribution = chapter03.attribution_patch(*args, "z").sum(1)
+    attribution = ref03.attribution_patch(*args, "z").sum(1)
     assert int(attribution.argmax()) == layer * model.cfg.n_heads + head
 
 
 def test_check_prints_a_tick_or_raises_one_line(capsys):
-    chapter03.check.duplicate_token_scores(chapter03.duplicate_token_scores)
+    chapter03.check.duplicate_token_scores(ref03.duplicate_token_scores)
     assert "✓ duplicate_token_scores" in capsys.readouterr().out
     with pytest.raises(CheckFailed) as failure:
         chapter03.check.logit_diff(lambda logits, io, s: logits[:, -1, 0])
@@ -79,11 +80,11 @@ def test_gpt2_small_shows_the_papers_head_classes():
     model = load_model("gpt2-small", verbose=False)
     data = chapter03.ioi_dataset(model, 16, seed=0, templates=chapter03.TEMPLATES[:4])
     args = (model, data["clean"], data["corrupt"], data["io"], data["s"])
-    assert chapter03.logit_diff(model(data["clean"]), data["io"], data["s"]).mean() > 2
-    to_logits = chapter03.path_patch_to_logits(*args)
+    assert ref03.logit_diff(model(data["clean"]), data["io"], data["s"]).mean() > 2
+    to_logits = ref03.path_patch_to_logits(*args)
     movers = {divmod(int(i), model.cfg.n_heads) for i in (-to_logits).flatten().topk(5).indices}
     assert len(movers & set(chapter03.PAPER["heads"]["name mover"])) >= 2, movers
-    to_queries = chapter03.path_patch_to_queries(*args, chapter03.PAPER["heads"]["name mover"])
+    to_queries = ref03.path_patch_to_queries(*args, chapter03.PAPER["heads"]["name mover"])
     inhibition = {divmod(int(i), model.cfg.n_heads) for i in (-to_queries).flatten().topk(6).indices}
     assert len(inhibition & set(chapter03.PAPER["heads"]["S-inhibition"])) >= 2, inhibition
 
@@ -94,8 +95,8 @@ def test_head_patching_by_position_matches_one_run_per_patch(model, data):
     heads = [(20, 0), (23, 3)]
     got = chapter03.patch_head_positions(model, clean, corrupt, io, s, heads)
     _, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith("hook_z"))
-    ld_clean = chapter03.logit_diff(model(clean), io, s).mean()
-    ld_corrupt = chapter03.logit_diff(model(corrupt), io, s).mean()
+    ld_clean = ref03.logit_diff(model(clean), io, s).mean()
+    ld_corrupt = ref03.logit_diff(model(corrupt), io, s).mean()
     for row, (layer, head) in enumerate(heads):
         for pos in range(clean.shape[1]):
 
@@ -104,7 +105,7 @@ def test_head_patching_by_position_matches_one_run_per_patch(model, data):
                 return z
 
             logits = model.run_with_hooks(corrupt, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", patch)])
-            expected = (chapter03.logit_diff(logits, io, s).mean() - ld_corrupt) / (ld_clean - ld_corrupt)
+            expected = (ref03.logit_diff(logits, io, s).mean() - ld_corrupt) / (ld_clean - ld_corrupt)
             assert abs(got[row, pos].item() - expected.item()) < 1e-3, (layer, head, pos)
     first_difference = int((clean != corrupt).float().argmax(1).min())
     assert got[:, :first_difference].abs().max() < 1e-4  # nothing differs before the corrupted name

@@ -7,9 +7,10 @@ import einops
 import pytest
 import torch
 
-from utils import chapter04a
+from utils import chapter04a, feature_circuits
 from utils.chapter04a import LAYERS
 from utils.grading import run_exercise
+from utils.references import chapter04a as ref04a
 
 EXERCISES = {exercise.function: exercise for exercise in chapter04a.EXERCISES}
 
@@ -26,7 +27,7 @@ def data(model):
 
 @pytest.fixture(scope="module")
 def attributed(model, saes, data):
-    return chapter04a.attribution_scores(model, saes, data)
+    return feature_circuits.attribution_scores(model, saes, data)
 
 
 def test_prompts_are_balanced_single_token_and_aligned(model, data):
@@ -41,7 +42,7 @@ def test_the_model_solves_the_task_and_the_corruption_reverses_it(model, data):
     accuracy, mean = chapter04a.task_accuracy(model, data)
     assert accuracy >= 0.85 and mean > 1.0
     with torch.no_grad():
-        corrupt = chapter04a.logit_diff(model(data["corrupt"]), data["correct"], data["wrong"]).mean()
+        corrupt = ref04a.logit_diff(model(data["corrupt"]), data["correct"], data["wrong"]).mean()
     assert corrupt < -1.0
     failing = chapter04a.sva_prompts(model, 24, seed=5, prepositions=chapter04a.FAILING_PREPOSITIONS)
     assert chapter04a.task_accuracy(model, failing)[0] < 0.6
@@ -50,14 +51,14 @@ def test_the_model_solves_the_task_and_the_corruption_reverses_it(model, data):
 def test_splicing_the_saes_changes_nothing(model, saes, data):
     with torch.no_grad():
         plain = model(data["clean"])[:, -1]
-        spliced, nodes = chapter04a.run_with_saes(model, saes, data["clean"])
+        spliced, nodes = feature_circuits.run_with_saes(model, saes, data["clean"])
     assert torch.allclose(plain, spliced, atol=1e-3)
     assert set(nodes) == set(LAYERS) and nodes[4]["latents"].shape == (16, 5, chapter04a.D_SAE)
 
 
 def test_ig_with_one_step_is_attribution_patching(model, saes, data, attributed):
     scores, clean, patch = attributed
-    ig1 = chapter04a.ig_scores(model, saes, data, clean, patch, steps=1)
+    ig1 = feature_circuits.ig_scores(model, saes, data, clean, patch, steps=1)
     for layer in LAYERS:
         assert torch.allclose(ig1[layer], scores[layer], atol=1e-4)
 
@@ -66,7 +67,7 @@ def test_ig_with_one_step_is_attribution_patching(model, saes, data, attributed)
 def ig(model, saes, data, attributed):
     """Integrated gradients with 3 steps instead of the notebook's 10 (a third of the time, the same conclusions)."""
     _, clean, patch = attributed
-    return chapter04a.ig_scores(model, saes, data, clean, patch, steps=3)
+    return feature_circuits.ig_scores(model, saes, data, clean, patch, steps=3)
 
 
 def test_ig_is_closer_to_activation_patching_than_attribution_patching(model, saes, data, attributed, ig):
@@ -74,7 +75,7 @@ def test_ig_is_closer_to_activation_patching_than_attribution_patching(model, sa
     patching much less (it underestimates the largest effect several times over)."""
     scores, clean, patch = attributed
     nodes = [(12, i) for i in ig[12][:-1].abs().topk(6).indices.tolist()] + [(12, chapter04a.D_SAE)]
-    true = chapter04a.patching_effects(model, saes, data, clean, patch, nodes)
+    true = feature_circuits.patching_effects(model, saes, data, clean, patch, nodes)
     est_ig = torch.stack([ig[12][i] for _, i in nodes])
     est_atp = torch.stack([scores[12][i] for _, i in nodes])
     assert torch.corrcoef(torch.stack([est_ig, true]))[0, 1] > 0.9
@@ -85,22 +86,22 @@ def test_ig_is_closer_to_activation_patching_than_attribution_patching(model, sa
 @pytest.fixture(scope="module")
 def curve(model, saes, data, attributed, ig):
     _, clean, _ = attributed
-    return chapter04a.faithfulness_curve(model, saes, data, ig, chapter04a.node_means(clean), sizes=[20, 50])
+    return feature_circuits.faithfulness_curve(model, saes, data, ig, feature_circuits.node_means(clean), sizes=[20, 50])
 
 
 def test_faithfulness_is_one_for_the_model_and_zero_for_nothing(model, data, curve):
     with torch.no_grad():
-        full = chapter04a.logit_diff(model(data["clean"]), data["correct"], data["wrong"]).mean().item()
+        full = ref04a.logit_diff(model(data["clean"]), data["correct"], data["wrong"]).mean().item()
     assert curve["m_full"] == pytest.approx(full, abs=1e-3)
     assert curve["m_empty"] == pytest.approx(0.0, abs=1e-3)  # every prompt gets the same logits: " is" half the time
     everything = torch.tensor([curve["m_full"], curve["m_empty"]])
-    assert chapter04a.faithfulness(everything, curve["m_empty"], curve["m_full"]).tolist() == pytest.approx([1.0, 0.0])
+    assert ref04a.faithfulness(everything, curve["m_empty"], curve["m_full"]).tolist() == pytest.approx([1.0, 0.0])
 
 
 def test_a_small_circuit_is_faithful_and_its_complement_is_not(curve):
     """The notebook's claim: the top-50 nodes (of 4,611) recover most of the metric; without the top 20 little is left."""
-    faith = chapter04a.faithfulness(curve["m_circuit"], curve["m_empty"], curve["m_full"])
-    complete = chapter04a.faithfulness(curve["m_complement"], curve["m_empty"], curve["m_full"])
+    faith = ref04a.faithfulness(curve["m_circuit"], curve["m_empty"], curve["m_full"])
+    complete = ref04a.faithfulness(curve["m_complement"], curve["m_empty"], curve["m_full"])
     assert faith[1] > 0.8 and faith[0] > 0.4
     assert complete[0] < 0.2 and complete[1] < 0.2
 

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from utils import chapter04c
-from utils.chapter04c import STEER_HOOK, STEER_PROMPTS
+from utils.chapter04c import STEER_PROMPTS
 from utils.grading import CheckFailed, run_exercise
+from utils.paths import STEER_HOOK
+from utils.references import chapter04c as ref04c
 
 EXERCISES = {exercise.function: exercise for exercise in chapter04c.EXERCISES}
 
@@ -49,7 +51,7 @@ def test_direction_inner_product_and_probe_checks_accept_loops():
         out = []
         for i in range(len(pairs)):
             others = torch.cat([pairs[:i], pairs[i + 1 :]])
-            d = chapter04c.concept_direction(g, others)
+            d = ref04c.concept_direction(g, others)
             out.append(g[pairs[i]] @ d - (g[others.flatten()] @ d).mean())
         return torch.stack(out)
 
@@ -72,7 +74,7 @@ def test_steer_check_accepts_a_copy_and_every_position():
 
 
 def test_check_prints_a_tick_or_raises_one_line(capsys):
-    chapter04c.check.concept_direction(chapter04c.concept_direction)
+    chapter04c.check.concept_direction(ref04c.concept_direction)
     assert "✓ concept_direction" in capsys.readouterr().out
     with pytest.raises(CheckFailed) as failure:
         chapter04c.check.concept_direction(lambda g, pairs: (g[pairs[:, 1]] - g[pairs[:, 0]]).mean(0))
@@ -86,10 +88,10 @@ def test_causal_cosines_do_not_depend_on_a_rescaling_of_the_unembedding():
     pairs = torch.arange(40).reshape(10, 2, 2)
     out = {}
     for name, matrix in [("plain", W_U), ("folded", W_U * w[:, None])]:
-        A, _ = chapter04c.causal_transform(matrix)
+        A, _ = ref04c.causal_transform(matrix)
         gamma = matrix.T.double()
-        directions = torch.stack([chapter04c.concept_direction(gamma, p) for p in pairs[:5]])
-        out[name] = (chapter04c.inner_products(directions), chapter04c.inner_products(directions, A))
+        directions = torch.stack([ref04c.concept_direction(gamma, p) for p in pairs[:5]])
+        out[name] = (ref04c.inner_products(directions), ref04c.inner_products(directions, A))
     assert not torch.allclose(out["plain"][0], out["folded"][0], atol=1e-3)
     assert torch.allclose(out["plain"][1], out["folded"][1], atol=1e-8)
 
@@ -101,7 +103,7 @@ def test_causal_cosines_do_not_depend_on_a_rescaling_of_the_unembedding():
 @pytest.fixture(scope="module")
 def geometry(model):
     pairs = chapter04c.concept_pairs(model)
-    A, mean = chapter04c.causal_transform(model.W_U)
+    A, mean = ref04c.causal_transform(model.W_U)
     gamma = chapter04c.unembeddings(model)
     g = chapter04c.causal_coordinates(gamma, A, mean)
     return pairs, A, gamma, g
@@ -132,8 +134,8 @@ def test_whitening_is_well_conditioned_and_exact(geometry):
 def test_separable_concepts_are_closer_to_orthogonal_under_the_causal_inner_product(geometry):
     pairs, A, gamma, _ = geometry
     names = list(pairs)
-    directions = torch.stack([chapter04c.concept_direction(gamma, pairs[n]) for n in names]).double()
-    euclid, causal = chapter04c.inner_products(directions), chapter04c.inner_products(directions, A)
+    directions = torch.stack([ref04c.concept_direction(gamma, pairs[n]) for n in names]).double()
+    euclid, causal = ref04c.inner_products(directions), ref04c.inner_products(directions, A)
     mask = chapter04c.separable_mask(names)
     mean_euclid = chapter04c.mean_abs_off_diagonal(euclid, mask)
     mean_causal = chapter04c.mean_abs_off_diagonal(causal, mask)
@@ -145,8 +147,8 @@ def test_separable_concepts_are_closer_to_orthogonal_under_the_causal_inner_prod
 
 def test_probe_beats_chance_by_a_clear_margin(geometry):
     pairs, _, gamma, g = geometry
-    causal = {n: chapter04c.probe_accuracy(chapter04c.probe_scores(g, p)) for n, p in pairs.items()}
-    euclid = {n: chapter04c.probe_accuracy(chapter04c.probe_scores(gamma, p)) for n, p in pairs.items()}
+    causal = {n: chapter04c.probe_accuracy(ref04c.probe_scores(g, p)) for n, p in pairs.items()}
+    euclid = {n: chapter04c.probe_accuracy(ref04c.probe_scores(gamma, p)) for n, p in pairs.items()}
     assert min(causal.values()) >= 0.75  # measured: 0.85 (English⇒French) to 1.00
     assert sum(causal.values()) / len(causal) >= 0.9  # measured 0.97
     assert sum(causal.values()) >= sum(euclid.values())  # measured 0.97 vs 0.90 on average
@@ -158,9 +160,9 @@ def test_steering_moves_the_target_log_odds_and_not_the_unrelated_ones(model, ge
     base = model.to_single_token(" king")
     queen, upper, plural = (model.to_single_token(" " + w) for w in ("queen", "King", "kings"))
     kept = chapter04c.without_tokens(pairs["male⇒female"], [base, queen, upper, plural])
-    direction = (A @ chapter04c.concept_direction(g, kept).double()).float()
-    before = chapter04c.steer(model, tokens, direction, 0.0)
-    after = chapter04c.steer(model, tokens, direction, 1.0)
+    direction = (A @ ref04c.concept_direction(g, kept).double()).float()
+    before = ref04c.steer(model, tokens, direction, 0.0)
+    after = ref04c.steer(model, tokens, direction, 1.0)
 
     def change(target):
         return (chapter04c.log_odds(after, target, base) - chapter04c.log_odds(before, target, base)).mean().item()

@@ -12,33 +12,15 @@ import pytest
 import torch
 
 from tests.conftest import SOLUTIONS, wrong_implementations
-from utils import grading
-from utils.course import chapter_id, notebooks
-from utils.grade import CHAPTERS
+from utils.course import EXERCISE_MODULES, REFERENCE_MODULES, chapter_id, notebooks
 from utils.grading import run_exercise
 
 EXERCISES = [
-    (chapter, exercise) for chapter, module in sorted(CHAPTERS.items()) for exercise in importlib.import_module(module).EXERCISES
+    (chapter, exercise)
+    for chapter, module in sorted(EXERCISE_MODULES.items())
+    for exercise in importlib.import_module(module).EXERCISES
 ]
-WRONG = [(chapter, *fixture) for chapter in sorted(CHAPTERS) for fixture in wrong_implementations(chapter)]
-
-
-_EXPECTED: dict[tuple, list] = {}
-
-
-@pytest.fixture(autouse=True)
-def reference_runs_once(monkeypatch):
-    """The tests below vary only the learner's function: each exercise's reference outputs are computed
-    once per session (they are deterministic; the learner's function gets its own copies of the inputs)."""
-    compute = grading.reference_outputs
-
-    def cached(exercise, cases):
-        key = (exercise.reference.__module__, exercise.function, tuple(case.label for case in cases))
-        if key not in _EXPECTED:
-            _EXPECTED[key] = compute(exercise, cases)
-        return _EXPECTED[key]
-
-    monkeypatch.setattr(grading, "reference_outputs", cached)
+WRONG = [(chapter, *fixture) for chapter in sorted(EXERCISE_MODULES) for fixture in wrong_implementations(chapter)]
 
 
 def exercise_of(chapter: str, function: str):
@@ -47,7 +29,7 @@ def exercise_of(chapter: str, function: str):
 
 @pytest.mark.parametrize(("chapter", "exercise"), EXERCISES, ids=[f"{c}-{e.function}" for c, e in EXERCISES])
 def test_reference_passes(chapter, exercise):
-    reference = getattr(importlib.import_module(CHAPTERS[chapter]), exercise.function)
+    reference = getattr(importlib.import_module(REFERENCE_MODULES[chapter]), exercise.function)
     result = run_exercise(exercise, reference)
     assert result.passed, result.message
     assert result.points == exercise.points
@@ -73,7 +55,7 @@ def test_wrong_implementation_is_caught(chapter, function, mistake, implementati
     assert result.message.startswith("case ")
 
 
-@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+@pytest.mark.parametrize("chapter", sorted(EXERCISE_MODULES))
 def test_every_exercise_has_two_wrong_implementations(chapter):
     functions = {e.function for c, e in EXERCISES if c == chapter}
     counts = Counter(function for c, function, _, _ in WRONG if c == chapter)
@@ -92,7 +74,7 @@ def test_solution_notebook_functions_pass(source):
     try:
         for cell in setup + solutions:
             exec(cell.source, namespace)
-        for exercise in importlib.import_module(CHAPTERS[chapter_id(source.name)]).EXERCISES:
+        for exercise in importlib.import_module(EXERCISE_MODULES[chapter_id(source.name)]).EXERCISES:
             result = run_exercise(exercise, namespace[exercise.function])
             assert result.passed, f"{exercise.function}: {result.message}"
     finally:

@@ -79,8 +79,8 @@ def course(tmp_path_factory) -> Path:
     tampered.cells.insert(3, nbformat.v4.new_code_cell(redefine_check))
     patched = fill(released, {})
     patched.cells.insert(3, nbformat.v4.new_code_cell(
-        "import utils.grading\n\n"
-        "utils.grading.run_exercise = lambda ex, fn, hidden=True: "
+        "import utils.grading.checks\n\n"
+        "utils.grading.checks.run_exercise = lambda ex, fn, hidden=True: "
         "utils.grading.Result(ex.function, ex.points, ex.points, True, 'ok')"
     ))
     deleted = fill(released, {**right, "keep_half": "def keep_half(z, half):\n    return z\n"})

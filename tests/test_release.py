@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import nbformat
 import pytest
 
 from tests.conftest import CHAPTERS, SOLUTIONS
-from utils.course import chapter_id, notebooks
-from utils.grade import CHAPTERS as GRADED_CHAPTERS
+from utils import release
+from utils.course import EXERCISE_MODULES as GRADED_CHAPTERS
+from utils.course import REFERENCE_MODULES, chapter_id, notebooks
 from utils.release import stale, student_version
 
 SOURCES = notebooks(SOLUTIONS)
@@ -27,12 +29,12 @@ def test_chapters_are_generated_from_solutions():
 def test_drift_is_detected(tmp_path, monkeypatch):
     import shutil
 
-    import utils.release as release
+    from utils import paths
 
     shutil.copytree(SOLUTIONS, tmp_path / "solutions")
     shutil.copytree(CHAPTERS, tmp_path / "chapters")
-    for name, value in [("ROOT", tmp_path), ("SOLUTIONS", tmp_path / "solutions"), ("CHAPTERS", tmp_path / "chapters")]:
-        monkeypatch.setattr(release, name, value)
+    for name, value in [("ROOT", tmp_path), ("SOLUTIONS_DIR", tmp_path / "solutions"), ("CHAPTERS_DIR", tmp_path / "chapters")]:
+        monkeypatch.setattr(paths, name, value)
     assert release.stale() == []
     target = tmp_path / "chapters" / SOURCES[0].name
     nb = nbformat.read(target, as_version=4)
@@ -41,6 +43,48 @@ def test_drift_is_detected(tmp_path, monkeypatch):
     assert release.stale() == [f"chapters/{target.name} differs from what solutions/{target.name} generates"]
     target.unlink()
     assert release.stale() == [f"chapters/{target.name} is missing"]
+
+
+def test_a_solution_cell_that_differs_from_its_reference_is_drift(tmp_path, monkeypatch):
+    """One text per reference: the solution cells are written from utils/references/, so a hand edit of a
+    solution cell (or a reference edited without `make release`) fails the check."""
+    import shutil
+
+    from utils import paths
+
+    shutil.copytree(SOLUTIONS, tmp_path / "solutions")
+    shutil.copytree(CHAPTERS, tmp_path / "chapters")
+    monkeypatch.setattr(paths, "SOLUTIONS_DIR", tmp_path / "solutions")
+    monkeypatch.setattr(paths, "CHAPTERS_DIR", tmp_path / "chapters")
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    source = tmp_path / "solutions" / SOURCES[0].name
+    nb = nbformat.read(source, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution"))
+    cell.source = cell.source.replace("### END SOLUTION", "pass  # a hand edit\n    ### END SOLUTION")
+    nbformat.write(nb, source)
+    module = REFERENCE_MODULES[chapter_id(source.name)]
+    assert f"solutions/{source.name}: its solution cells differ from {module}" in release.stale()
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+def test_every_solution_cell_is_its_reference_function(source):
+    """The solution cell's code is the reference's source, markers aside: exec'd, it defines the same function."""
+    chapter = chapter_id(source.name)
+    module = importlib.import_module(REFERENCE_MODULES[chapter])
+    for cell in nbformat.read(source, as_version=4).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            reference = getattr(module, meta["grade_id"])
+            body = "\n".join(line for line in cell.source.splitlines() if line.strip() not in (release.BEGIN, release.END))
+            assert body == inspect.getsource(reference).rstrip("\n")
+
+
+def test_a_reference_without_a_docstring_is_refused():
+    def undocumented(x):
+        return x
+
+    with pytest.raises(release.ReferenceProblem, match="needs a docstring"):
+        release.solution_source(undocumented)
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)

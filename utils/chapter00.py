@@ -1,22 +1,22 @@
-"""Chapter 00 — a TransformerLens warm-up on the bundled SmolLM2-135M.
+"""Chapter 00 — a TransformerLens warm-up on the bundled SmolLM2-135M: its data and its checks.
 
-The chapter's reusable pieces (data, the reference implementations) and its checks. The learner
-writes each function in `solutions/00_transformerlens_warmup.ipynb`; `check.<name>(fn)` compares it
-with the reference below on the fixed cases below.
+The learner writes each function in the notebook; `check.<name>(fn)` compares it with the reference
+(`utils/references/chapter00.py`) on the fixed cases below.
 """
 
 from __future__ import annotations
 
 import functools
 
-import einops
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from utils.data import repeated_random_tokens
 from utils.grading import Case, Checks, Exercise
 from utils.models import load_model
+from utils.references import chapter00 as ref
 
 # ---------------------------------------------------------------------------------------------
 # Data
@@ -30,67 +30,6 @@ PASSAGE = (
     "The quick brown fox jumps over the lazy dog. A transformer reads a sequence of tokens and, at every "
     "position, predicts the next one. Each layer adds its output to the residual stream."
 )
-
-
-def repeated_random_tokens(
-    model: HookedTransformer, seq_len: int, batch: int = 4, seed: int = 0
-) -> Int[Tensor, "batch 2*seq_len+1"]:
-    """[BOS, r_1..r_T, r_1..r_T]: random tokens, repeated once. Induction heads predict the second half."""
-    generator = torch.Generator().manual_seed(seed)
-    random = torch.randint(1000, 20000, (batch, seq_len), generator=generator)
-    bos = torch.full((batch, 1), model.tokenizer.bos_token_id)
-    return torch.cat([bos, random, random], dim=1)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reference implementations (the learner writes their own in the notebook)
-
-
-def single_token_names(model: HookedTransformer, names: list[str]) -> list[str]:
-    return [name for name in names if len(model.to_tokens(" " + name, prepend_bos=False)[0]) == 1]
-
-
-def residual_norms(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "n_layers_plus_1 pos"]:
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: "resid" in name)
-    resid = torch.stack(
-        [cache["resid_pre", layer] for layer in range(model.cfg.n_layers)] + [cache["resid_post", model.cfg.n_layers - 1]]
-    )
-    return resid.norm(dim=-1).mean(dim=1)
-
-
-def attention_pattern(
-    q: Float[Tensor, "q_pos n_heads d_head"], k: Float[Tensor, "k_pos n_kv_heads d_head"]
-) -> Float[Tensor, "n_heads q_pos k_pos"]:
-    n_heads, n_kv_heads, d_head = q.shape[1], k.shape[1], q.shape[-1]
-    k = k.repeat_interleave(n_heads // n_kv_heads, dim=1)
-    scores = einops.einsum(q, k, "q_pos head d, k_pos head d -> head q_pos k_pos") / d_head**0.5
-    future = torch.triu(torch.ones(scores.shape[-2:], dtype=torch.bool), diagonal=1)
-    return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
-
-
-def logit_lens(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, " n_layers_plus_1"]:
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: "resid" in name)
-    resid = cache.accumulated_resid()  # [n_layers + 1, batch, pos, d_model]
-    log_probs = model.unembed(model.ln_final(resid)).log_softmax(dim=-1)
-    next_tokens = einops.repeat(tokens[:, 1:], "batch pos -> layer batch pos 1", layer=resid.shape[0])
-    return log_probs[:, :, :-1].gather(-1, next_tokens)[..., 0].mean(dim=(1, 2))
-
-
-def previous_token_scores(patterns: Float[Tensor, "layer head q_pos k_pos"]) -> Float[Tensor, "layer head"]:
-    return patterns.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=-1)
-
-
-def induction_scores(patterns: Float[Tensor, "layer head q_pos k_pos"], seq_len: int) -> Float[Tensor, "layer head"]:
-    return patterns.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)[..., -seq_len:].mean(dim=-1)
-
-
-def ablated_loss(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], layer: int, head: int) -> float:
-    def zero_head(z: Float[Tensor, "batch pos head d_head"], hook) -> Float[Tensor, "batch pos head d_head"]:
-        z[:, :, head] = 0.0
-        return z
-
-    loss = model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero_head)])
-    return loss.item()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,7 +80,7 @@ EXERCISES = [
             Case((_model(), ["Grace", "Maximilian", "Lee", "Zbigniew", "Paul"]), "other names"),
             Case((_model(), ["Ann", "Rosalind", "Dan"]), "hidden names", hidden=True),
         ],
-        reference=single_token_names,
+        reference=ref.single_token_names,
         hint="a name in the middle of a sentence is tokenized with the space before it",
     ),
     Exercise(
@@ -151,7 +90,7 @@ EXERCISES = [
             Case((_model(), _tokens(PROMPTS[0])), f"tokens of {PROMPTS[0]!r}"),
             Case((_model(), _tokens(PROMPTS)), "a batch of two prompts (padded)"),
         ],
-        reference=residual_norms,
+        reference=ref.residual_norms,
         atol=1e-2,
         rtol=1e-3,
         hint="n_layers + 1 rows: resid_pre of every layer, then the last layer's resid_post",
@@ -165,7 +104,7 @@ EXERCISES = [
             Case(_qk(PROMPTS[1], 18), "layer 18 of SmolLM2 on the Eiffel prompt"),
             Case(_random_qk(1, pos=7, n_heads=6, n_kv_heads=6, d_head=4), "random q, k: no grouping", hidden=True),
         ],
-        reference=attention_pattern,
+        reference=ref.attention_pattern,
         atol=1e-5,
         hint="scale by sqrt(d_head), mask future keys, softmax over keys; query head h uses key head h // group",
     ),
@@ -176,7 +115,7 @@ EXERCISES = [
             Case((_model(), _tokens(PROMPTS[1])), "the Eiffel prompt"),
             Case((_model(), _tokens(PASSAGE)), "a short passage"),
         ],
-        reference=logit_lens,
+        reference=ref.logit_lens,
         atol=1e-3,
         rtol=1e-4,
         hint="apply the final norm (model.ln_final) before unembedding, and score the token at the next position",
@@ -188,7 +127,7 @@ EXERCISES = [
             Case((_random_patterns(0),), "random causal patterns (2 layers, 3 heads, 9 positions)"),
             Case((_patterns(20, 2),), "SmolLM2 on repeated random tokens"),
         ],
-        reference=previous_token_scores,
+        reference=ref.previous_token_scores,
         atol=1e-5,
     ),
     Exercise(
@@ -199,7 +138,7 @@ EXERCISES = [
             Case((_patterns(20, 2), 20), "SmolLM2 on repeated random tokens, seq_len 20"),
             Case((_random_patterns(2, pos=7), 3), "random causal patterns, seq_len 3", hidden=True),
         ],
-        reference=induction_scores,
+        reference=ref.induction_scores,
         atol=1e-5,
         hint="in [BOS, r_1..r_T, r_1..r_T] the second r_i (position T+i) should attend to position i+1; "
         "average over the T positions of the second half",
@@ -211,7 +150,7 @@ EXERCISES = [
             Case((_model(), repeated_random_tokens(_model(), 15, 2), 18, 6), "induction head 18.6 on repeated tokens"),
             Case((_model(), _tokens(PASSAGE), 0, 3), "head 0.3 on a short passage"),
         ],
-        reference=ablated_loss,
+        reference=ref.ablated_loss,
         atol=1e-3,
         rtol=1e-4,
         hint="zero one head's slice of blocks.{layer}.attn.hook_z with model.run_with_hooks(..., return_type='loss')",

@@ -1,225 +1,25 @@
-"""Chapter 01 — Toy Models of Superposition (Elhage et al. 2022).
+"""Chapter 01 — Toy Models of Superposition (Elhage et al. 2022): measurements, plots and checks.
 
-The chapter's reusable pieces (the toy model, its training loop, plots), the reference
-implementations and its checks. The learner writes each function in
-`solutions/01_superposition.ipynb`; `check.<name>(fn)` compares it with the reference below on the
-fixed cases below. Everything runs on a CPU with torch only; no model is downloaded.
+The toy models and their training loop are in `utils/toy_models.py`; the reference implementations
+in `utils/references/chapter01.py`. The learner writes each function in the notebook;
+`check.<name>(fn)` compares it with the reference on the fixed cases below. Everything runs on a
+CPU with torch only; no model is downloaded.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import einops
 import matplotlib.pyplot as plt
 import torch
 from jaxtyping import Float
 from matplotlib.axes import Axes
-from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch import Tensor
 
 from utils.grading import Case, Checks, Exercise
-
-# ---------------------------------------------------------------------------------------------
-# Reference implementations (the learner writes their own in the notebook)
-
-
-def toy_forward(
-    W: Float[Tensor, "inst d_hidden feats"], b: Float[Tensor, "inst feats"], x: Float[Tensor, "batch inst feats"]
-) -> Float[Tensor, "batch inst feats"]:
-    hidden = einops.einsum(W, x, "inst d_hidden feats, batch inst feats -> batch inst d_hidden")
-    out = einops.einsum(W, hidden, "inst d_hidden feats, batch inst d_hidden -> batch inst feats")
-    return torch.relu(out + b)
-
-
-def generate_batch(
-    n_batch: int, feature_probability: Float[Tensor, "inst feats"], generator: torch.Generator | None = None
-) -> Float[Tensor, "batch inst feats"]:
-    shape = (n_batch, *feature_probability.shape)
-    values = torch.rand(shape, generator=generator)
-    present = torch.rand(shape, generator=generator) < feature_probability
-    return torch.where(present, values, 0.0)
-
-
-def importance_weighted_loss(
-    x: Float[Tensor, "batch inst feats"], x_hat: Float[Tensor, "batch inst feats"], importance: Float[Tensor, "inst feats"]
-) -> Float[Tensor, " inst"]:
-    return einops.reduce(importance * (x - x_hat) ** 2, "batch inst feats -> inst feats", "mean").sum(-1)
-
-
-def generate_correlated_batch(
-    n_batch: int, feature_probability: Float[Tensor, "inst pairs"], generator: torch.Generator | None = None
-) -> Float[Tensor, "batch inst feats"]:
-    shape = (n_batch, *feature_probability.shape)
-    present = torch.rand(shape, generator=generator) < feature_probability
-    values = torch.rand((*shape, 2), generator=generator)
-    x = torch.where(present[..., None], values, 0.0)
-    return einops.rearrange(x, "batch inst pairs two -> batch inst (pairs two)")
-
-
-def generate_anticorrelated_batch(
-    n_batch: int, feature_probability: Float[Tensor, "inst pairs"], generator: torch.Generator | None = None
-) -> Float[Tensor, "batch inst feats"]:
-    shape = (n_batch, *feature_probability.shape)
-    pair_present = torch.rand(shape, generator=generator) < 2 * feature_probability
-    first = torch.rand(shape, generator=generator) < 0.5
-    present = torch.stack([pair_present & first, pair_present & ~first], dim=-1)
-    values = torch.rand((*shape, 2), generator=generator)
-    x = torch.where(present, values, 0.0)
-    return einops.rearrange(x, "batch inst pairs two -> batch inst (pairs two)")
-
-
-def neuron_forward(
-    W: Float[Tensor, "inst d_hidden feats"], b: Float[Tensor, "inst feats"], x: Float[Tensor, "batch inst feats"]
-) -> Float[Tensor, "batch inst feats"]:
-    hidden = torch.relu(einops.einsum(W, x, "inst d_hidden feats, batch inst feats -> batch inst d_hidden"))
-    out = einops.einsum(W, hidden, "inst d_hidden feats, batch inst d_hidden -> batch inst feats")
-    return torch.relu(out + b)
-
-
-def _unit(W: Float[Tensor, "inst d_hidden feats"]) -> Float[Tensor, "inst d_hidden feats"]:
-    return W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
-
-def feature_interference(W: Float[Tensor, "inst d_hidden feats"]) -> Float[Tensor, "inst feats"]:
-    overlaps = einops.einsum(_unit(W), W, "inst d_hidden f_i, inst d_hidden f_j -> inst f_i f_j") ** 2
-    return overlaps.sum(-1) - overlaps.diagonal(dim1=-2, dim2=-1)
-
-
-def feature_dimensionality(W: Float[Tensor, "inst d_hidden feats"]) -> Float[Tensor, "inst feats"]:
-    overlaps = einops.einsum(_unit(W), W, "inst d_hidden f_i, inst d_hidden f_j -> inst f_i f_j") ** 2
-    return W.norm(dim=1) ** 2 / overlaps.sum(-1)
-
-
-# ---------------------------------------------------------------------------------------------
-# The toy model and its training loop (not graded; the notebook's demos use them)
-
-
-class ToyModel(nn.Module):
-    """``n_inst`` independent toy models x -> ReLU(WᵀWx + b), trained side by side.
-
-    ``forward_fn`` is the forward pass as a function (the learner's `toy_forward` in the notebook).
-    """
-
-    def __init__(self, n_inst: int, n_features: int, d_hidden: int, forward_fn: Callable = toy_forward, seed: int = 0):
-        super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        std = math.sqrt(2.0 / (n_features + d_hidden))  # Xavier-normal, per instance
-        self.W = nn.Parameter(torch.randn(n_inst, d_hidden, n_features, generator=generator) * std)
-        self.b = nn.Parameter(torch.zeros(n_inst, n_features))
-        self.forward_fn = forward_fn
-
-    def forward(self, x: Float[Tensor, "batch inst feats"]) -> Float[Tensor, "batch inst feats"]:
-        return self.forward_fn(self.W, self.b, x)
-
-
-class AbsModel(nn.Module):
-    """Computation in superposition: y = ReLU(W2 ReLU(W1 x + b1) + b2), trained so that y ≈ |x|.
-
-    A ReLU network computes |x_i| exactly with two neurons, ReLU(x_i) + ReLU(-x_i); with m neurons
-    and no superposition that is m / 2 features. ``n_inst`` independent models side by side.
-    """
-
-    def __init__(self, n_inst: int, n_features: int, n_neurons: int, seed: int = 0, std: float = 0.02):
-        super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        self.W1 = nn.Parameter(torch.randn(n_inst, n_neurons, n_features, generator=generator) * std)
-        self.W2 = nn.Parameter(torch.randn(n_inst, n_features, n_neurons, generator=generator) * std)
-        self.b1 = nn.Parameter(torch.zeros(n_inst, n_neurons))
-        self.b2 = nn.Parameter(torch.zeros(n_inst, n_features))
-
-    def forward(self, x: Float[Tensor, "batch inst feats"]) -> Float[Tensor, "batch inst feats"]:
-        h = torch.relu(einops.einsum(self.W1, x, "inst neurons feats, batch inst feats -> batch inst neurons") + self.b1)
-        return torch.relu(einops.einsum(self.W2, h, "inst feats neurons, batch inst neurons -> batch inst feats") + self.b2)
-
-
-def signed(batch_fn: Callable) -> Callable:
-    """A batch function whose present values get a random sign: uniform on [-1, 1] instead of [0, 1)."""
-
-    def signed_batch(n_batch: int, probability: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        x = batch_fn(n_batch, probability, generator)
-        return x * torch.where(torch.rand(x.shape, generator=generator) < 0.5, -1.0, 1.0)
-
-    return signed_batch
-
-
-def features_computed(model: AbsModel, tolerance: float = 0.2) -> list[int]:
-    """How many features each instance computes |x_i| for: feature i alone, at 9 values from −1 to 1,
-    must come out within ``tolerance`` of |x_i| every time."""
-    n_inst, n_features = model.b2.shape
-    values = torch.linspace(-1, 1, 9)
-    x = torch.zeros(len(values), n_features, n_inst, n_features)  # [value, probed feature, inst, feats]
-    probed = torch.arange(n_features)
-    x[:, probed, :, probed] = einops.repeat(values, "v -> feats v inst", feats=n_features, inst=n_inst)
-    with torch.no_grad():
-        y = model(einops.rearrange(x, "v probe inst feats -> (v probe) inst feats"))
-    y = einops.rearrange(y, "(v probe) inst feats -> v probe inst feats", v=len(values))
-    own = y[:, probed, :, probed]  # [feats, v, inst]: feature i's output when only feature i is on
-    error = (own - values.abs()[None, :, None]).abs().amax(dim=1)  # [feats, inst]
-    return [int(n) for n in (error < tolerance).sum(0)]
-
-
-def train_toy_models(
-    n_features: int,
-    d_hidden: int,
-    feature_probability: Float[Tensor, " inst"],
-    importance: Float[Tensor, " feats"] | Float[Tensor, "inst feats"],
-    steps: int = 5_000,
-    batch_size: int = 1024,
-    lr: float = 1e-3,
-    seed: int = 0,
-    forward_fn: Callable = toy_forward,
-    batch_fn: Callable = generate_batch,
-    loss_fn: Callable = importance_weighted_loss,
-    desc: str = "training",
-    W_init: Float[Tensor, "inst d_hidden feats"] | None = None,
-    model: nn.Module | None = None,
-    target_fn: Callable[[Tensor], Tensor] | None = None,
-    decay: bool = False,
-) -> tuple[nn.Module, Float[Tensor, " inst"]]:
-    """Train one toy model per entry of ``feature_probability`` (all features share it).
-
-    ``importance`` is one value per feature (shared by all instances) or one per instance and feature.
-    ``W_init`` replaces the random initial W (the bias always starts at zero). ``model`` trains
-    another model (e.g. `AbsModel`) instead of a fresh `ToyModel`; ``target_fn`` maps the input
-    to the target (default: the input itself, i.e. reconstruction).
-
-    AdamW (no weight decay, as in the paper's plain objective), constant learning rate (or linear
-    decay to 0 with ``decay``), fresh batches every step. Returns the model and each instance's
-    final loss (averaged over the last 100 steps).
-    """
-    n_inst = len(feature_probability)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    if model is None:
-        model = ToyModel(n_inst, n_features, d_hidden, forward_fn, seed)
-    if W_init is not None:
-        model.W.data.copy_(W_init)
-    probability = einops.repeat(feature_probability.float(), "inst -> inst feats", feats=n_features)
-    importance = importance.float()
-    if importance.ndim == 1:  # one importance per feature, shared by all instances
-        importance = einops.repeat(importance, "feats -> inst feats", inst=n_inst)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    recent = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # these tensors are tiny: a second thread only adds waiting (and is badly slow on a busy machine)
-    with torch.enable_grad():
-        for step in (bar := tqdm(range(steps), desc=desc, mininterval=1.0)):
-            if decay:
-                optimizer.param_groups[0]["lr"] = lr * (1 - step / steps)
-            x = batch_fn(batch_size, probability, generator)
-            loss = loss_fn(x if target_fn is None else target_fn(x), model(x), importance)
-            optimizer.zero_grad()
-            loss.sum().backward()  # instances are independent: the sum trains each on its own loss
-            optimizer.step()
-            if step >= steps - 100:
-                recent.append(loss.detach())
-            if step % 500 == 0:
-                bar.set_postfix(loss=f"{loss.mean().item():.4g}")
-    torch.set_num_threads(threads)
-    return model, torch.stack(recent).mean(0)
-
+from utils.references import chapter01 as ref
+from utils.toy_models import AbsModel
 
 # ---------------------------------------------------------------------------------------------
 # Measurements and plots used by the demos
@@ -514,7 +314,7 @@ EXERCISES = [
             Case(_forward_case(10, batch=7, inst=2, d_hidden=4, feats=6), "2 instances, 6 features in 4 dims, batch 7"),
             Case(_forward_case(20, batch=3, inst=2, d_hidden=5, feats=5), "square W (5 features in 5 dims)", hidden=True),
         ],
-        reference=toy_forward,
+        reference=ref.toy_forward,
         atol=1e-5,
         hint="h = W x per instance (contract over features), then ReLU(Wᵀ h + b): the bias goes inside the ReLU",
     ),
@@ -522,7 +322,7 @@ EXERCISES = [
         function="generate_batch",
         points=2,
         cases=lambda: [Case((20_000, BATCH_PROBABILITIES.clone()), "20,000 samples, 3 instances × 4 features, p from 0.02 to 1")],
-        reference=generate_batch,
+        reference=ref.generate_batch,
         compare=_compare_batches,
         hint="a feature is present (non-zero) with probability p, so zero with probability 1 - p; "
         "present values are torch.rand (uniform on [0, 1))",
@@ -534,7 +334,7 @@ EXERCISES = [
             Case(_loss_case(0, batch=8, inst=3, feats=5), "batch 8, 3 instances, 5 features"),
             Case(_loss_case(1, batch=5, inst=2, feats=7), "batch 5, 2 instances, 7 features"),
         ],
-        reference=importance_weighted_loss,
+        reference=ref.importance_weighted_loss,
         atol=1e-5,
         hint="weight each squared error by its feature's importance, sum over features, average over the batch",
     ),
@@ -542,7 +342,7 @@ EXERCISES = [
         function="feature_interference",
         points=1,
         cases=_geometry_cases,
-        reference=feature_interference,
+        reference=ref.feature_interference,
         atol=1e-5,
         hint="normalise W_i (not W_j), square the dot products, and leave out j = i",
     ),
@@ -550,7 +350,7 @@ EXERCISES = [
         function="feature_dimensionality",
         points=2,
         cases=_geometry_cases,
-        reference=feature_dimensionality,
+        reference=ref.feature_dimensionality,
         atol=1e-5,
         hint="numerator ||W_i||²; denominator Σ_j (Ŵ_i·W_j)² over all j including i, with Ŵ_i = W_i / ||W_i||",
     ),
@@ -560,7 +360,7 @@ EXERCISES = [
         cases=lambda: [
             Case((20_000, CORRELATED_PROBABILITIES.clone()), "20,000 samples, 2 instances × 3 pairs, p from 0.05 to 0.9")
         ],
-        reference=generate_correlated_batch,
+        reference=ref.generate_correlated_batch,
         compare=_compare_correlated,
         hint="draw one presence per pair (shape n_batch, inst, pairs) and two independent values; "
         "pair k is features 2k and 2k+1 (einops: 'batch inst pairs two -> batch inst (pairs two)')",
@@ -571,7 +371,7 @@ EXERCISES = [
         cases=lambda: [
             Case((20_000, ANTICORRELATED_PROBABILITIES.clone()), "20,000 samples, 2 instances × 3 pairs, p from 0.05 to 0.5")
         ],
-        reference=generate_anticorrelated_batch,
+        reference=ref.generate_anticorrelated_batch,
         compare=_compare_anticorrelated,
         hint="a pair is active with probability 2p, and then exactly one of its two features (each with chance ½) is "
         "present, so each feature is present with probability p; pair k is features 2k and 2k+1",
@@ -583,7 +383,7 @@ EXERCISES = [
             Case(_forward_case(30, batch=4, inst=3, d_hidden=2, feats=5), "3 instances, 5 features in 2 neurons, batch 4"),
             Case(_forward_case(40, batch=6, inst=2, d_hidden=4, feats=7), "2 instances, 7 features in 4 neurons, batch 6"),
         ],
-        reference=neuron_forward,
+        reference=ref.neuron_forward,
         atol=1e-5,
         hint="h = ReLU(W x) (a ReLU on the hidden layer too), then ReLU(Wᵀ h + b)",
     ),

@@ -1,37 +1,31 @@
-"""Chapter 03 — the indirect-object-identification (IOI) circuit, found by the learner.
+"""Chapter 03 — the indirect-object-identification (IOI) circuit: data, a demo helper and checks.
 
 Wang et al. 2022, "Interpretability in the Wild" (https://arxiv.org/abs/2211.00593), found in GPT-2
 small the circuit that completes "When Mary and John went to the store, John gave a drink to" with
 " Mary". This module holds the chapter's data (templates, names, the clean ABBA/BABA and corrupted
-ABC datasets), the reference implementations of the exercises, a helper that runs the model from a
-given layer and unembeds only the last position (`final_logits`), and the checks. The learner
-writes each function in `solutions/03_ioi.ipynb`; `check.<name>(fn)` compares it with the
-reference below on the fixed cases below.
-
-Conventions used throughout:
-- a dataset is a dict of tensors (see `ioi_dataset`); every prompt of one dataset has the same
-  token length and the names sit at the same positions, so "position 10" means the same word in
-  every prompt;
-- the metric is the logit difference logit(IO) - logit(S) at the final position;
-- patching scans are normalised so that 0 = the corrupted run and 1 = the clean run.
+ABC datasets), head patching by position (a demo) and the checks; the reference implementations are
+in `utils/references/chapter03.py`. A dataset is a dict of tensors (see `ioi_dataset`); every prompt
+of one dataset has the same token length and the names sit at the same positions, so "position 10"
+means the same word in every prompt.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import random
 
 import einops
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from utils import chapter00
-from utils.chapter00 import single_token_names
+from utils.data import repeated_random_tokens
 from utils.grading import Case, Checks, Exercise
 from utils.models import load_model
+from utils.patching import final_logits
+from utils.references import chapter03 as ref
+from utils.references.chapter00 import single_token_names
 
 # ---------------------------------------------------------------------------------------------
 # Data
@@ -71,21 +65,13 @@ NAMES = [
 ]  # fmt: skip
 
 
-def ioi_prompt_pair(template: str, io: str, s: str, third: str, order: str) -> tuple[str, str]:
-    """(clean, corrupted) prompts: ABBA puts IO first, BABA puts S first; the corrupted prompt
-    replaces the second mention of S with a third name (the ABC distribution)."""
-    a, b = (io, s) if order == "ABBA" else (s, io)
-    first = template.replace("[A]", a).replace("[B]", b)
-    return first.replace("[S]", s), first.replace("[S]", third)
-
-
 def ioi_dataset(
     model: HookedTransformer,
     n_prompts: int,
     seed: int = 0,
     templates: list[str] = TEMPLATES,
     names: list[str] = NAMES,
-    make_pair=ioi_prompt_pair,
+    make_pair=ref.ioi_prompt_pair,
 ) -> dict[str, Tensor]:
     """A clean IOI dataset and its ABC corruption, as tensors.
 
@@ -134,85 +120,11 @@ def ioi_dataset(
     return data
 
 
-def repeated_random_tokens(model: HookedTransformer, seq_len: int, batch: int = 4, seed: int = 0) -> Int[Tensor, "batch pos"]:
-    """[BOS, r_1..r_T, r_1..r_T] (as in chapter 00)."""
-    return chapter00.repeated_random_tokens(model, seq_len, batch, seed)
-
-
 # ---------------------------------------------------------------------------------------------
-# Reference implementations (the learner writes their own in the notebook)
+# Head patching by position (a demo, not an exercise)
 
 
-def logit_diff(
-    logits: Float[Tensor, "batch pos d_vocab"], io_tokens: Int[Tensor, " batch"], s_tokens: Int[Tensor, " batch"]
-) -> Float[Tensor, " batch"]:
-    final = logits[:, -1]
-    return final.gather(-1, io_tokens[:, None])[:, 0] - final.gather(-1, s_tokens[:, None])[:, 0]
-
-
-def logit_diff_directions(
-    model: HookedTransformer, io_tokens: Int[Tensor, " batch"], s_tokens: Int[Tensor, " batch"]
-) -> Float[Tensor, "batch d_model"]:
-    return (model.W_U[:, io_tokens] - model.W_U[:, s_tokens]).T
-
-
-def _final_cache(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]):
-    keep = ("hook_z", "hook_attn_out", "hook_mlp_out", "hook_embed", "hook_pos_embed", "ln_final.hook_scale")
-    return model.run_with_cache(tokens, names_filter=lambda name: name.endswith(keep))
-
-
-def head_dla(
-    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], io_tokens: Int[Tensor, " batch"], s_tokens: Int[Tensor, " batch"]
-) -> Float[Tensor, "layer head"]:
-    _, cache = _final_cache(model, tokens)
-    z = torch.stack([cache["z", layer][:, -1] for layer in range(model.cfg.n_layers)])  # [layer, batch, head, d_head]
-    heads = einops.einsum(z, model.W_O, "layer batch head dh, layer head dh d -> layer head batch d").flatten(0, 1)
-    heads = cache.apply_ln_to_stack(heads, layer=-1, pos_slice=-1)
-    dla = einops.einsum(heads, logit_diff_directions(model, io_tokens, s_tokens), "comp batch d, batch d -> comp") / len(tokens)
-    return einops.rearrange(dla, "(layer head) -> layer head", layer=model.cfg.n_layers)
-
-
-def component_dla(
-    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], io_tokens: Int[Tensor, " batch"], s_tokens: Int[Tensor, " batch"]
-) -> Float[Tensor, " component"]:
-    _, cache = _final_cache(model, tokens)
-    parts = cache.decompose_resid(layer=-1, pos_slice=-1)  # [embed(, pos_embed), attn_0, mlp_0, ..., batch, d_model]
-    parts = cache.apply_ln_to_stack(parts, layer=-1, pos_slice=-1)
-    return einops.einsum(parts, logit_diff_directions(model, io_tokens, s_tokens), "comp batch d, batch d -> comp") / len(tokens)
-
-
-def final_logits(model: HookedTransformer, resid: Float[Tensor, "batch pos d_model"], start_at_layer: int, **kwargs) -> Tensor:
-    """Run the model from ``start_at_layer`` on a residual stream and unembed only the last position
-    ([batch, 1, d_vocab]): unembedding every position costs more than the layers themselves."""
-    out = model(resid, start_at_layer=start_at_layer, stop_at_layer=model.cfg.n_layers, **kwargs)
-    return model.unembed(model.ln_final(out[:, -1:]))
-
-
-def patch_residual(
-    model: HookedTransformer,
-    clean: Int[Tensor, "batch pos"],
-    corrupt: Int[Tensor, "batch pos"],
-    io_tokens: Int[Tensor, " batch"],
-    s_tokens: Int[Tensor, " batch"],
-    layers: list[int],
-) -> Float[Tensor, "layers pos"]:
-    batch, n_pos = clean.shape
-    clean_logits, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith("resid_pre"))
-    corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith("resid_pre"))
-    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
-    ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
-    out = torch.zeros(len(layers), n_pos)
-    for row, layer in enumerate(layers):
-        resid = einops.repeat(corrupt_cache["resid_pre", layer], "batch pos d -> (p batch) pos d", p=n_pos).clone()
-        for pos in range(n_pos):
-            resid[pos * batch : (pos + 1) * batch, pos] = clean_cache["resid_pre", layer][:, pos]
-        logits = final_logits(model, resid, layer)
-        ld = logit_diff(logits, io_tokens.repeat(n_pos), s_tokens.repeat(n_pos))
-        out[row] = einops.rearrange(ld, "(p batch) -> p batch", p=n_pos).mean(-1)
-    return (out - ld_corrupt) / (ld_clean - ld_corrupt)
-
-
-def _patch_z(
+def patch_z(
     model: HookedTransformer,
     clean: Int[Tensor, "batch pos"],
     corrupt: Int[Tensor, "batch pos"],
@@ -230,8 +142,8 @@ def _patch_z(
     want = ("hook_z", "resid_pre")
     clean_logits, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith(want))
     corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith(want))
-    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
-    ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
+    ld_clean = ref.logit_diff(clean_logits, io_tokens, s_tokens).mean()
+    ld_corrupt = ref.logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
     out = torch.zeros(len(rows), n_copies)
     for row, (layer, patches) in enumerate(rows):
 
@@ -243,23 +155,10 @@ def _patch_z(
 
         resid = corrupt_cache["resid_pre", layer].repeat(n_copies, 1, 1)
         with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", patch)]):
-            logits = final_logits(model, resid, layer)
-        ld = logit_diff(logits, io_tokens.repeat(n_copies), s_tokens.repeat(n_copies))
+            logits = final_logits(model, resid, start_at_layer=layer)
+        ld = ref.logit_diff(logits, io_tokens.repeat(n_copies), s_tokens.repeat(n_copies))
         out[row] = einops.rearrange(ld, "(n batch) -> n batch", n=n_copies).mean(-1)
     return (out - ld_corrupt) / (ld_clean - ld_corrupt)
-
-
-def patch_heads(
-    model: HookedTransformer,
-    clean: Int[Tensor, "batch pos"],
-    corrupt: Int[Tensor, "batch pos"],
-    io_tokens: Int[Tensor, " batch"],
-    s_tokens: Int[Tensor, " batch"],
-    layers: list[int],
-) -> Float[Tensor, "layers head"]:
-    every_head = [(slice(None), head) for head in range(model.cfg.n_heads)]  # one copy per head, every position
-    rows = [(layer, every_head) for layer in layers]
-    return _patch_z(model, clean, corrupt, io_tokens, s_tokens, rows, model.cfg.n_heads)
 
 
 def patch_head_positions(
@@ -274,154 +173,11 @@ def patch_head_positions(
 
     For head (layer, h) and position p, the corrupted run gets the clean ``hook_z[:, p, h]``; all
     positions of one head run as one batch, starting at that head's layer. Normalised like
-    `patch_heads`: 0 = corrupted, 1 = clean.
+    the `patch_heads` exercise: 0 = corrupted, 1 = clean.
     """
     n_pos = clean.shape[1]
     rows = [(layer, [(pos, head) for pos in range(n_pos)]) for layer, head in heads]  # one copy per position
-    return _patch_z(model, clean, corrupt, io_tokens, s_tokens, rows, n_pos)
-
-
-def attribution_patch(
-    model: HookedTransformer,
-    clean: Int[Tensor, "batch pos"],
-    corrupt: Int[Tensor, "batch pos"],
-    io_tokens: Int[Tensor, " batch"],
-    s_tokens: Int[Tensor, " batch"],
-    act_name: str,
-) -> Float[Tensor, "layer pos *head"]:
-    names = [f"blocks.{layer}.{'attn.hook_z' if act_name == 'z' else 'hook_' + act_name}" for layer in range(model.cfg.n_layers)]
-    clean_logits, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name in names)
-    acts: dict[str, Tensor] = {}
-
-    def keep(act: Tensor, hook) -> None:
-        act.retain_grad()
-        acts[hook.name] = act
-
-    def embed_needs_grad(x: Tensor, hook) -> Tensor:
-        return x.requires_grad_(True)
-
-    with torch.enable_grad():
-        corrupt_logits = model.run_with_hooks(
-            corrupt, fwd_hooks=[("hook_embed", embed_needs_grad)] + [(name, keep) for name in names]
-        )
-        ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
-        ld_corrupt.backward()
-    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
-    scores = []
-    for name in names:
-        delta = clean_cache[name] - acts[name].detach()
-        scores.append((delta * acts[name].grad).sum(dim=(0, -1)))
-    return torch.stack(scores) / (ld_clean - ld_corrupt.detach())
-
-
-def _head_outputs(model: HookedTransformer, z: Tensor) -> Tensor:
-    """[batch, head, d_model] per-head outputs from z [batch, head, d_head] of every layer stacked."""
-    return einops.einsum(z, model.W_O, "layer batch head d_head, layer head d_head d_model -> layer head batch d_model")
-
-
-def path_patch_to_logits(
-    model: HookedTransformer,
-    clean: Int[Tensor, "batch pos"],
-    corrupt: Int[Tensor, "batch pos"],
-    io_tokens: Int[Tensor, " batch"],
-    s_tokens: Int[Tensor, " batch"],
-) -> Float[Tensor, "layer head"]:
-    last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
-    clean_logits, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith("hook_z") or name == last)
-    corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith("hook_z"))
-    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
-    ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
-    z_clean = torch.stack([clean_cache["z", layer][:, -1] for layer in range(model.cfg.n_layers)])
-    z_corrupt = torch.stack([corrupt_cache["z", layer][:, -1] for layer in range(model.cfg.n_layers)])
-    delta = _head_outputs(model, z_corrupt - z_clean)  # [layer, head, batch, d_model]
-    resid = model.ln_final(clean_cache[last][:, -1] + delta)  # the final norm, recomputed
-    ld = einops.einsum(resid, logit_diff_directions(model, io_tokens, s_tokens), "l h batch d, batch d -> l h batch")
-    return (ld.mean(-1) - ld_clean) / (ld_clean - ld_corrupt)
-
-
-def path_patch_to_queries(
-    model: HookedTransformer,
-    clean: Int[Tensor, "batch pos"],
-    corrupt: Int[Tensor, "batch pos"],
-    io_tokens: Int[Tensor, " batch"],
-    s_tokens: Int[Tensor, " batch"],
-    receivers: list[tuple[int, int]],
-) -> Float[Tensor, "layer head"]:
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    last = f"blocks.{n_layers - 1}.hook_resid_post"
-    rotary = model.cfg.positional_embedding_type == "rotary"
-    want = ("hook_z", "resid_pre", "hook_rot_k" if rotary else "hook_k", "hook_v")
-    clean_logits, cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith(want) or name == last)
-    corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith("hook_z"))
-    ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
-    ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
-    first = min(layer for layer, _ in receivers)
-    # Only the receivers' queries at END matter (their output is read at END), so only the senders'
-    # change at END: [sender layer, sender head, batch, d_model].
-    z_diff = torch.stack([corrupt_cache["z", layer][:, -1] - cache["z", layer][:, -1] for layer in range(first)])
-    delta = einops.einsum(z_diff, model.W_O[:first], "layer batch head dh, layer head dh d -> layer head batch d")
-    change = torch.zeros(first, n_heads, clean.shape[0], model.cfg.d_model)  # receivers' output change at END
-    group = n_heads // (model.cfg.n_key_value_heads or n_heads)  # query heads per key/value head
-    senders = first * n_heads
-    for layer, head in receivers:
-        attn = model.blocks[layer].attn
-        q_in = model.blocks[layer].ln1(cache["resid_pre", layer][:, -1] + delta)  # [l, h, batch, d]
-        q = (q_in @ attn.W_Q[head] + attn.b_Q[head]).flatten(0, 2)  # [(l h batch), d_head]
-        if rotary:  # rotate as at the last position: place q there in an otherwise empty sequence
-            at_end = torch.zeros(q.shape[0], clean.shape[1], 1, q.shape[-1])
-            at_end[:, -1, 0] = q
-            q = attn.apply_rotary(at_end)[:, -1, 0]
-        k = cache["rot_k" if rotary else "k", layer][:, :, head // group].repeat(senders, 1, 1)  # [(l h batch), pos, dh]
-        v = cache["v", layer][:, :, head // group].repeat(senders, 1, 1)
-        pattern = (einops.einsum(q, k, "n dh, n pos dh -> n pos") / model.cfg.d_head**0.5).softmax(-1)
-        z = einops.einsum(pattern, v, "n pos, n pos dh -> n dh")
-        out = (z - cache["z", layer][:, -1, head].repeat(senders, 1)) @ attn.W_O[head]
-        change += einops.rearrange(out, "(l h batch) d -> l h batch d", l=first, h=n_heads)
-    resid = model.ln_final(cache[last][:, -1] + change)
-    ld = einops.einsum(resid, logit_diff_directions(model, io_tokens, s_tokens), "l h batch d, batch d -> l h batch")
-    result = torch.zeros(n_layers, n_heads)
-    result[:first] = (ld.mean(-1) - ld_clean) / (ld_clean - ld_corrupt)
-    return result
-
-
-def copying_scores(
-    model: HookedTransformer, name_tokens: Int[Tensor, " names"], k: int = 5, negative: bool = False
-) -> Float[Tensor, "layer head"]:
-    embed = model.W_E[name_tokens]  # [names, d_model]
-    resid = embed + model.blocks[0].mlp(model.blocks[0].ln2(embed[None]))[0]
-    values = einops.einsum(model.blocks[0].ln1(resid[None])[0], model.W_V, "names d, layer head d dh -> layer head names dh")
-    out = einops.einsum(values, model.W_O, "layer head names dh, layer head dh d -> layer head names d")
-    out = model.ln_final(-out if negative else out)
-    scores = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
-    per_chunk = max(1, 1024 // (model.cfg.n_heads * len(name_tokens)))  # ~1024 rows of logits at a time
-    for layers in torch.arange(model.cfg.n_layers).split(per_chunk):
-        logits = out[layers] @ model.W_U + model.b_U  # [layer, head, names, d_vocab]
-        top = logits.topk(k, dim=-1).indices
-        scores[layers] = (top == name_tokens[None, None, :, None]).any(-1).float().mean(-1)
-    return scores
-
-
-def duplicate_token_scores(patterns: Float[Tensor, "layer head q_pos k_pos"], seq_len: int) -> Float[Tensor, "layer head"]:
-    return patterns.diagonal(offset=-seq_len, dim1=-2, dim2=-1)[..., -seq_len:].mean(dim=-1)
-
-
-def circuit_logit_diff(
-    model: HookedTransformer,
-    clean: Int[Tensor, "batch pos"],
-    corrupt: Int[Tensor, "batch pos"],
-    io_tokens: Int[Tensor, " batch"],
-    s_tokens: Int[Tensor, " batch"],
-    circuit: Bool[Tensor, "layer head"],
-) -> float:
-    _, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith("hook_z"))
-
-    def ablate(z: Tensor, hook) -> Tensor:
-        keep = circuit[hook.layer()]
-        mean = corrupt_cache[hook.name].mean(0, keepdim=True)  # over prompts, per position
-        return torch.where(keep[None, None, :, None], z, mean)
-
-    logits = model.run_with_hooks(clean, fwd_hooks=[(lambda name: name.endswith("hook_z"), ablate)])
-    return logit_diff(logits, io_tokens, s_tokens).mean().item()
+    return patch_z(model, clean, corrupt, io_tokens, s_tokens, rows, n_pos)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,32 +196,6 @@ def _data(n_prompts: int, seed: int) -> dict[str, Tensor]:
 def _args(n_prompts: int, seed: int, *extra) -> tuple:
     data = _data(n_prompts, seed)
     return (_model(), data["clean"], data["corrupt"], data["io"], data["s"], *extra)
-
-
-def _fingerprint(value) -> str:
-    if isinstance(value, Tensor):
-        return f"T{tuple(value.shape)}{value.dtype}{hashlib.sha1(value.detach().contiguous().numpy().tobytes()).hexdigest()}"
-    if isinstance(value, HookedTransformer):
-        return f"M{getattr(value, 'course_model_name', id(value))}"
-    if isinstance(value, (list, tuple)):
-        return "(" + ",".join(_fingerprint(v) for v in value) + ")"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_fingerprint(v)}" for k, v in value.items()) + "}"
-    return repr(value)
-
-
-def _memo(fn):
-    """The reference, remembered per input: the tests grade many wrong implementations against it."""
-    results: dict[str, object] = {}
-
-    @functools.wraps(fn)
-    def cached(*args, **kwargs):
-        key = _fingerprint((args, kwargs))
-        if key not in results:
-            results[key] = fn(*args, **kwargs)
-        return results[key]
-
-    return cached
 
 
 @functools.cache
@@ -518,7 +248,7 @@ EXERCISES = [
             Case((TEMPLATES[5], "Alice", "Bob", "Kate", "BABA"), "BABA, the house template"),
             Case(("Then [B] met [A], and [S] smiled at", "Ann", "Dan", "Lee", "BABA"), "another template", hidden=True),
         ],
-        reference=ioi_prompt_pair,
+        reference=ref.ioi_prompt_pair,
         hint="ABBA: [A]=IO, [B]=S; BABA: [A]=S, [B]=IO; [S] is S in the clean prompt and the third name in the corrupted one",
     ),
     Exercise(
@@ -529,7 +259,7 @@ EXERCISES = [
             Case((_logits(6, 1), _data(6, 1)["io"], _data(6, 1)["s"]), "SmolLM2 on 6 IOI prompts"),
             Case((_logits(6, 1, "corrupt"), _data(6, 1)["io"], _data(6, 1)["s"]), "SmolLM2 on their ABC corruption", hidden=True),
         ],
-        reference=logit_diff,
+        reference=ref.logit_diff,
         atol=1e-4,
         hint="logit of IO minus logit of S, at the last position, one value per prompt",
     ),
@@ -540,7 +270,7 @@ EXERCISES = [
             Case((_model(), _data(6, 1)["io"], _data(6, 1)["s"]), "6 IOI prompts"),
             Case((_model(), torch.tensor([5, 17]), torch.tensor([17, 5])), "two swapped pairs"),
         ],
-        reference=logit_diff_directions,
+        reference=ref.logit_diff_directions,
         atol=1e-5,
         hint="columns of model.W_U: W_U[:, io] - W_U[:, s], one row per prompt",
     ),
@@ -551,7 +281,7 @@ EXERCISES = [
             Case(_args(4, 2)[:2] + (_data(4, 2)["io"], _data(4, 2)["s"]), "4 clean prompts"),
             Case(_args(4, 3)[:1] + (_data(4, 3)["corrupt"], _data(4, 3)["io"], _data(4, 3)["s"]), "4 corrupted prompts"),
         ],
-        reference=_memo(component_dla),
+        reference=ref.component_dla,
         atol=2e-3,
         rtol=1e-3,
         hint="cache.decompose_resid(layer=-1, pos_slice=-1) in its order, scaled by the final norm's scale of the whole stream",
@@ -563,7 +293,7 @@ EXERCISES = [
             Case(_args(4, 2)[:2] + (_data(4, 2)["io"], _data(4, 2)["s"]), "4 clean prompts"),
             Case(_args(2, 3)[:1] + (_data(2, 3)["corrupt"], _data(2, 3)["io"], _data(2, 3)["s"]), "2 corrupted prompts"),
         ],
-        reference=_memo(head_dla),
+        reference=ref.head_dla,
         atol=2e-3,
         rtol=1e-3,
         hint="project each head's output at the last position on the logit-difference direction, after dividing by the "
@@ -576,7 +306,7 @@ EXERCISES = [
             Case(_args(2, 4, [18, 28]), "2 prompts, layers 18 and 28"),
             Case(_args(2, 5, [24]), "2 other prompts, layer 24", hidden=True),
         ],
-        reference=_memo(patch_residual),
+        reference=ref.patch_residual,
         atol=2e-3,
         rtol=1e-3,
         hint="run the corrupted prompts with one (layer, position) of resid_pre taken from the clean run; "
@@ -589,7 +319,7 @@ EXERCISES = [
             Case(_args(2, 4, [20, 23]), "2 prompts, layers 20 and 23"),
             Case(_args(2, 5, [25]), "2 other prompts, layer 25", hidden=True),
         ],
-        reference=_memo(patch_heads),
+        reference=ref.patch_heads,
         atol=2e-3,
         rtol=1e-3,
         hint="run the corrupted prompts with one head's hook_z (every position) taken from the clean run",
@@ -601,7 +331,7 @@ EXERCISES = [
             Case(_args(2, 4, "z"), "2 prompts, every head's z"),
             Case(_args(2, 4, "resid_pre"), "2 prompts, the residual stream"),
         ],
-        reference=_memo(attribution_patch),
+        reference=ref.attribution_patch,
         atol=2e-3,
         rtol=2e-3,
         hint="(clean activation - corrupted activation) . d(mean LD)/d(activation) at the corrupted run, "
@@ -614,7 +344,7 @@ EXERCISES = [
             Case(_args(4, 2), "4 prompts"),
             Case(_args(4, 6), "4 other prompts", hidden=True),
         ],
-        reference=_memo(path_patch_to_logits),
+        reference=ref.path_patch_to_logits,
         atol=2e-3,
         rtol=1e-3,
         hint="add (corrupted - clean) output of one head at the last position to the clean final residual stream, "
@@ -627,7 +357,7 @@ EXERCISES = [
             Case(_args(2, 4, [(23, 3)]), "2 prompts, receiver 23.3"),
             Case(_args(2, 6, [(23, 0), (29, 1)]), "2 prompts, receivers 23.0 and 29.1"),
         ],
-        reference=_memo(path_patch_to_queries),
+        reference=ref.path_patch_to_queries,
         atol=2e-3,
         rtol=1e-3,
         hint="only the receivers' queries see the sender's change (their keys and values stay clean); read their "
@@ -640,7 +370,7 @@ EXERCISES = [
             Case((_model(), _name_tokens(NAMES[:4])), "4 names"),
             Case((_model(), _name_tokens(NAMES[4:8]), 5, True), "4 other names, negative copying"),
         ],
-        reference=_memo(copying_scores),
+        reference=ref.copying_scores,
         atol=1e-6,
         hint="names -> embedding + block 0's MLP -> ln1 -> each head's OV -> ln_final -> unembed; is the name in the top k?",
     ),
@@ -651,7 +381,7 @@ EXERCISES = [
             Case((_random_patterns(0), 5), "random causal patterns, seq_len 5"),
             Case((_rep_patterns(10, 2), 10), "SmolLM2 on repeated random tokens, seq_len 10"),
         ],
-        reference=duplicate_token_scores,
+        reference=ref.duplicate_token_scores,
         atol=1e-5,
         hint="position T+i (the second r_i) attends to position i (the first r_i)",
     ),
@@ -662,7 +392,7 @@ EXERCISES = [
             Case(_args(4, 2, _circuit("late")), "4 prompts, heads of layers 20-29 kept"),
             Case(_args(4, 3, _circuit("random")), "4 prompts, 40 random heads kept"),
         ],
-        reference=_memo(circuit_logit_diff),
+        reference=ref.circuit_logit_diff,
         atol=2e-3,
         rtol=1e-3,
         hint="replace every head outside the circuit by its mean hook_z over the corrupted prompts (per position)",

@@ -1,39 +1,31 @@
-"""Section 04a — Sparse feature circuits (Marks et al. 2024, arXiv 2403.19647).
+"""Section 04a — Sparse feature circuits (Marks et al. 2024, arXiv 2403.19647): task, SAEs, plots, checks.
 
 Subject–verb agreement in SmolLM2-135M, explained with SAE latents: TopK SAEs (chapter 02's recipe) on
-the residual stream before blocks 4, 8 and 12 are spliced into the forward pass as x = x̂(f) + ε, so
-every latent f_i AND every error term ε is a node. A node's effect on the metric (logit difference of
-the right vs the wrong verb) is estimated with attribution patching or integrated gradients; the
-nodes with the largest effects form the circuit, and everything outside it is mean-ablated to
-measure faithfulness.
-
-Conventions used everywhere below:
-- node activations of one layer are a dict ``{"latents": [batch, pos, d_sae], "error": [batch, pos, d_model]}``
-  over the prompt positions after BOS (the BOS position is an attention sink the SAEs never saw);
-- a layer's node scores are a vector ``[d_sae + 1]``: one entry per latent, the last one is the error node;
-- a node is the same latent at *every* position (scores summed over positions, averaged over prompts).
+the residual stream before blocks 4, 8 and 12, spliced in by `utils/feature_circuits.py` (nodes,
+attribution, integrated gradients, activation patching, faithfulness). The reference implementations
+are in `utils/references/chapter04a.py`. A node is the same latent at *every* position (scores
+summed over positions, averaged over prompts).
 """
 
 from __future__ import annotations
 
-import functools
 import random
 from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import torch
-from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from utils.chapter02 import decode, encode, max_activating_html, pretrained_sae
+from utils.feature_circuits import K, Nodes
 from utils.grading import Case, Checks, Exercise
+from utils.references import chapter04a as ref
+from utils.sae.latents import max_activating_html
+from utils.sae.model import encode
+from utils.sae.pretrained import pretrained_sae
 
 LAYERS = (4, 8, 12)
-K = 32  # the SAEs are TopK SAEs with k = 32 and 1,536 latents
-D_SAE = 1536
-Nodes = dict[str, Tensor]  # {"latents": [batch, pos, d_sae], "error": [batch, pos, d_model]}
+D_SAE = 1536  # the SAEs are TopK SAEs with k = K = 32 and 1,536 latents
 
 # single-token nouns (with a leading space) whose plural is also one token
 NOUNS = [
@@ -83,55 +75,6 @@ FAILING_PREPOSITIONS = [" below", " like", " after", " before"]  # ... and fails
 
 
 # ---------------------------------------------------------------------------------------------
-# Reference implementations (the learner writes their own in the notebook)
-
-
-def logit_diff(
-    logits: Float[Tensor, "batch pos vocab"], correct: Int[Tensor, " batch"], wrong: Int[Tensor, " batch"]
-) -> Float[Tensor, " batch"]:
-    last = logits[:, -1]
-    rows = torch.arange(len(last))
-    return last[rows, correct] - last[rows, wrong]
-
-
-def attribution(grad: Nodes, clean: Nodes, patch: Nodes) -> Float[Tensor, " nodes"]:
-    latents = (grad["latents"] * (patch["latents"] - clean["latents"])).sum(1).mean(0)
-    error = (grad["error"] * (patch["error"] - clean["error"])).sum((1, 2)).mean(0)
-    return torch.cat([latents, error[None]])
-
-
-def integrated_gradients(grad_fn: Callable[[Nodes], Nodes], clean: Nodes, patch: Nodes, steps: int) -> Float[Tensor, " nodes"]:
-    alphas = torch.arange(steps) / steps  # 0, 1/steps, ..., (steps-1)/steps: the paper's left Riemann sum
-    points = {}
-    for name in clean:
-        shape = (steps,) + (1,) * clean[name].ndim
-        points[name] = clean[name] + alphas.view(shape) * (patch[name] - clean[name])
-    grads = grad_fn(points)
-    return attribution({name: g.mean(0) for name, g in grads.items()}, clean, patch)
-
-
-def top_nodes(scores: dict[int, Float[Tensor, " nodes"]], n: int) -> dict[int, Bool[Tensor, " nodes"]]:
-    flat = torch.cat([scores[layer] for layer in scores]).abs()
-    keep = torch.zeros_like(flat, dtype=torch.bool)
-    keep[flat.topk(n).indices] = True
-    masks, start = {}, 0
-    for layer in scores:
-        masks[layer] = keep[start : start + len(scores[layer])]
-        start += len(scores[layer])
-    return masks
-
-
-def mean_ablate(acts: Nodes, mean: Nodes, keep: Bool[Tensor, " nodes"]) -> Nodes:
-    latents = torch.where(keep[:-1], acts["latents"], mean["latents"])
-    error = acts["error"] if keep[-1] else mean["error"].expand_as(acts["error"])
-    return {"latents": latents, "error": error}
-
-
-def faithfulness(m_circuit: Float[Tensor, " circuits"], m_empty: float, m_full: float) -> Float[Tensor, " circuits"]:
-    return (m_circuit - m_empty) / (m_full - m_empty)
-
-
-# ---------------------------------------------------------------------------------------------
 # The task: subject–verb agreement across a prepositional phrase
 
 
@@ -171,16 +114,13 @@ def sva_prompts(model: HookedTransformer, n: int = 16, seed: int = 0, prepositio
     }
 
 
-def task_accuracy(model: HookedTransformer, data: dict, metric_fn: Callable = logit_diff) -> tuple[float, float]:
+def task_accuracy(model: HookedTransformer, data: dict, metric_fn: Callable = ref.logit_diff) -> tuple[float, float]:
     """(accuracy, mean logit difference) of the model on the clean prompts."""
     with torch.no_grad():
         last = model.unembed(model.ln_final(model(data["clean"], stop_at_layer=model.cfg.n_layers)[:, -1:]))
         diff = metric_fn(last, data["correct"], data["wrong"])
     return (diff > 0).float().mean().item(), diff.mean().item()
 
-
-# ---------------------------------------------------------------------------------------------
-# SAEs spliced into the forward pass
 
 
 def load_saes(model: HookedTransformer, verbose: bool = True) -> dict[int, dict[str, Tensor]]:
@@ -194,227 +134,6 @@ def load_saes(model: HookedTransformer, verbose: bool = True) -> dict[int, dict[
             print(f"SAE on blocks.{layer}.hook_resid_pre: variance explained {cfg['metadata']['variance_explained']:.2f}")
     return saes
 
-
-def sae_nodes(params: dict[str, Tensor], x: Float[Tensor, "batch pos d_model"]) -> Nodes:
-    """The nodes of one layer: latents f = encode(x) and the error ε = x − x̂(f).
-
-    f is cut from the graph (a constant for autograd) and ε carries x's gradient: x̂(f) + ε then passes
-    gradients through unchanged (dx/dx = 1, as in the model without SAEs), while ∂m/∂f and ∂m/∂ε are the
-    partial derivatives with the other node held fixed, as in the paper."""
-    f = encode(params, x.detach(), K)
-    if x.requires_grad:
-        f.requires_grad_(True)
-    return {"latents": f, "error": x - decode(params, f).detach()}
-
-
-def splice(params: dict[str, Tensor], nodes: Nodes) -> Float[Tensor, "batch pos d_model"]:
-    """x̂(f) + ε: equal to x in value, but a function of the nodes."""
-    return decode(params, nodes["latents"]) + nodes["error"]
-
-
-def run_with_saes(
-    model: HookedTransformer,
-    saes: dict,
-    tokens: Int[Tensor, "batch pos"],
-    edit: Callable[[int, Nodes], Nodes] | None = None,
-    keep_grad: bool = False,
-) -> tuple[Float[Tensor, "batch vocab"], dict[int, Nodes]]:
-    """Final-position logits with every SAE spliced in (positions after BOS), and each layer's nodes.
-
-    ``edit(layer, nodes)`` may replace a layer's nodes (e.g. mean-ablate some); ``keep_grad`` keeps the
-    graph so that the nodes' gradients can be taken afterwards.
-    """
-    store: dict[int, Nodes] = {}
-
-    def hook(resid: Tensor, hook, layer: int) -> Tensor:
-        if keep_grad and not resid.requires_grad:  # the first spliced layer: start the graph here
-            resid = resid.detach().requires_grad_(True)
-        nodes = sae_nodes(saes[layer], resid[:, 1:])
-        if edit is not None:
-            nodes = edit(layer, nodes)
-        store[layer] = nodes
-        return torch.cat([resid[:, :1], splice(saes[layer], nodes)], dim=1)
-
-    hooks = [(f"blocks.{layer}.hook_resid_pre", functools.partial(hook, layer=layer)) for layer in saes]
-    with torch.set_grad_enabled(keep_grad), model.hooks(fwd_hooks=hooks):
-        resid = model(tokens, stop_at_layer=model.cfg.n_layers)
-    return model.unembed(model.ln_final(resid[:, -1:]))[:, 0], store  # unembed only the last position
-
-
-def _metric(logits_last: Tensor, data: dict, metric_fn: Callable) -> Tensor:
-    return metric_fn(logits_last[:, None], data["correct"], data["wrong"])
-
-
-def attribution_scores(
-    model: HookedTransformer,
-    saes: dict,
-    data: dict,
-    attribution_fn: Callable = attribution,
-    metric_fn: Callable = logit_diff,
-) -> tuple[dict[int, Tensor], dict[int, Nodes], dict[int, Nodes]]:
-    """Attribution patching: one forward + backward on the clean prompts, one forward on the corrupted.
-
-    Returns each layer's node scores and the clean and corrupted ("patch") nodes.
-    """
-    logits, clean = run_with_saes(model, saes, data["clean"], keep_grad=True)
-    leaves = [clean[layer][name] for layer in saes for name in ("latents", "error")]
-    grads = torch.autograd.grad(_metric(logits, data, metric_fn).sum(), leaves)
-    grad = {layer: {"latents": grads[2 * i], "error": grads[2 * i + 1]} for i, layer in enumerate(saes)}
-    _, patch = run_with_saes(model, saes, data["corrupt"])
-    clean = {layer: {name: t.detach() for name, t in nodes.items()} for layer, nodes in clean.items()}
-    scores = {layer: attribution_fn(grad[layer], clean[layer], patch[layer]) for layer in saes}
-    return scores, clean, patch
-
-
-def final_logits(model: HookedTransformer, resid: Float[Tensor, "batch pos d_model"], layer: int) -> Float[Tensor, "batch vocab"]:
-    """Run the model from ``blocks.{layer}.hook_resid_pre`` on and unembed only the last position."""
-    out = model(resid, start_at_layer=layer, stop_at_layer=model.cfg.n_layers)
-    return model.unembed(model.ln_final(out[:, -1:]))[:, 0]
-
-
-def layer_grad_fn(
-    model: HookedTransformer,
-    saes: dict,
-    data: dict,
-    layer: int,
-    bos: Tensor,
-    metric_fn: Callable = logit_diff,
-    chunk: int = 1,
-) -> Callable[[Nodes], Nodes]:
-    """grad_fn for `integrated_gradients` at one layer: given node values [steps, batch, pos, ...] it
-    splices them in (the other layers untouched), runs the rest of the model and returns the gradient of
-    the summed metric with respect to them, for every step (``chunk`` steps per pass: a forward pass with
-    gradients costs ~0.4 GB plus ~2 MB per token here, so this bounds memory)."""
-
-    def grad_fn(points: Nodes) -> Nodes:
-        steps, batch = points["latents"].shape[:2]
-        out = {"latents": torch.empty_like(points["latents"]), "error": torch.empty_like(points["error"])}
-        for start in range(0, steps, chunk):
-            with torch.enable_grad():
-                nodes = {name: t[start : start + chunk].detach().flatten(0, 1).requires_grad_(True) for name, t in points.items()}
-                n = len(nodes["latents"]) // batch
-                resid = torch.cat([bos.repeat(n, 1, 1), splice(saes[layer], nodes)], dim=1)
-                logits = final_logits(model, resid, layer)
-                metric = metric_fn(logits[:, None], data["correct"].repeat(n), data["wrong"].repeat(n)).sum()
-                g_lat, g_err = torch.autograd.grad(metric, [nodes["latents"], nodes["error"]])
-            out["latents"][start : start + chunk] = g_lat.unflatten(0, (n, batch))
-            out["error"][start : start + chunk] = g_err.unflatten(0, (n, batch))
-        return out
-
-    return grad_fn
-
-
-def ig_scores(
-    model: HookedTransformer,
-    saes: dict,
-    data: dict,
-    clean: dict[int, Nodes],
-    patch: dict[int, Nodes],
-    ig_fn: Callable = integrated_gradients,
-    steps: int = 10,
-    metric_fn: Callable = logit_diff,
-) -> dict[int, Tensor]:
-    """Integrated gradients layer by layer, as in the paper: one layer's nodes move along the path
-    clean → patch while the other layers are computed normally."""
-    scores = {}
-    for layer in tqdm(saes, desc=f"integrated gradients ({steps} steps)", mininterval=1.0):
-        with torch.no_grad():
-            # BOS is position 0 and attends only to itself: its residual doesn't depend on the prompt
-            _, cache = model.run_with_cache(
-                data["clean"][:, :1], stop_at_layer=layer + 1, names_filter=f"blocks.{layer}.hook_resid_pre"
-            )
-        bos = cache[f"blocks.{layer}.hook_resid_pre"]
-        grad_fn = layer_grad_fn(model, saes, data, layer, bos, metric_fn)
-        scores[layer] = ig_fn(grad_fn, clean[layer], patch[layer], steps)
-    return scores
-
-
-def patching_effects(
-    model: HookedTransformer,
-    saes: dict,
-    data: dict,
-    clean: dict[int, Nodes],
-    patch: dict[int, Nodes],
-    nodes: list[tuple[int, int]],
-    metric_fn: Callable = logit_diff,
-) -> Float[Tensor, " n_nodes"]:
-    """True activation patching: the change of the mean metric when ONE node (layer, index; index d_sae
-    = the error node) takes its corrupted value at every position and everything downstream is recomputed.
-    One batched forward pass per layer (from that layer on)."""
-    batch = len(data["clean"])
-    effects = torch.zeros(len(nodes))
-    with torch.no_grad():
-        _, cache = model.run_with_cache(data["clean"], stop_at_layer=max(saes) + 1, names_filter=lambda name: "resid_pre" in name)
-        for layer in tqdm(sorted({layer for layer, _ in nodes}), desc="activation patching", mininterval=1.0):
-            params, c, p = saes[layer], clean[layer], patch[layer]
-            which = [i for i, (node_layer, _) in enumerate(nodes) if node_layer == layer]
-            resid = cache[f"blocks.{layer}.hook_resid_pre"].repeat(len(which) + 1, 1, 1)  # copy 0: nothing patched
-            for copy, i in enumerate(which, start=1):
-                index, rows = nodes[i][1], slice(copy * batch, (copy + 1) * batch)
-                if index == params["W_dec"].shape[0]:
-                    resid[rows, 1:] += p["error"] - c["error"]
-                else:
-                    resid[rows, 1:] += (p["latents"][..., index] - c["latents"][..., index])[..., None] * params["W_dec"][index]
-            n = len(which) + 1
-            m = metric_fn(final_logits(model, resid, layer)[:, None], data["correct"].repeat(n), data["wrong"].repeat(n))
-            m = m.view(n, batch).mean(1)
-            effects[which] = m[1:] - m[0]
-    return effects
-
-
-def node_means(clean: dict[int, Nodes]) -> dict[int, Nodes]:
-    """Each node's mean activation over the clean prompts, per position (what mean ablation substitutes)."""
-    return {layer: {name: t.mean(0) for name, t in nodes.items()} for layer, nodes in clean.items()}
-
-
-def circuit_metrics(
-    model: HookedTransformer,
-    saes: dict,
-    data: dict,
-    keeps: list[dict[int, Tensor]],
-    means: dict[int, Nodes],
-    ablate_fn: Callable = mean_ablate,
-    metric_fn: Callable = logit_diff,
-) -> Float[Tensor, " circuits"]:
-    """Mean metric on the clean prompts for each circuit in ``keeps``, every node outside it mean-ablated at
-    every layer. All circuits run in one batched forward pass (one copy of the prompts per circuit)."""
-    batch, n = len(data["clean"]), len(keeps)
-
-    def edit(layer: int, nodes: Nodes) -> Nodes:
-        parts = [
-            ablate_fn({name: t[c * batch : (c + 1) * batch] for name, t in nodes.items()}, means[layer], keeps[c][layer])
-            for c in range(n)
-        ]
-        return {name: torch.cat([part[name] for part in parts]) for name in nodes}
-
-    logits, _ = run_with_saes(model, saes, data["clean"].repeat(n, 1), edit=edit)
-    return metric_fn(logits[:, None], data["correct"].repeat(n), data["wrong"].repeat(n)).view(n, batch).mean(1)
-
-
-def faithfulness_curve(
-    model: HookedTransformer,
-    saes: dict,
-    data: dict,
-    scores: dict[int, Tensor],
-    means: dict[int, Nodes],
-    sizes: list[int],
-    select_fn: Callable = top_nodes,
-    ablate_fn: Callable = mean_ablate,
-) -> dict[str, object]:
-    """m(C) for the top-n circuits and m(M − C) for their complements, plus m(∅) (everything ablated) and
-    m(M) (nothing ablated: the full model, since x̂ + ε = x)."""
-    everything = {layer: torch.ones(len(s), dtype=torch.bool) for layer, s in scores.items()}
-    nothing = {layer: torch.zeros(len(s), dtype=torch.bool) for layer, s in scores.items()}
-    circuits = [select_fn(scores, n) for n in sizes]
-    complements = [{layer: ~keep for layer, keep in circuit.items()} for circuit in circuits]
-    m = circuit_metrics(model, saes, data, [everything, nothing, *circuits, *complements], means, ablate_fn)
-    return {
-        "sizes": sizes,
-        "m_full": m[0].item(),
-        "m_empty": m[1].item(),
-        "m_circuit": m[2 : 2 + len(sizes)],
-        "m_complement": m[2 + len(sizes) :],
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -584,7 +303,7 @@ EXERCISES = [
             Case(_metric_case(0, 4, 6, 20), "4 prompts, 6 positions, vocabulary 20"),
             Case(_metric_case(1, 7, 3, 50), "7 prompts, 3 positions, vocabulary 50"),
         ],
-        reference=logit_diff,
+        reference=ref.logit_diff,
         atol=1e-6,
         hint="one number per prompt: logits at the LAST position, the correct token's minus the wrong token's",
     ),
@@ -595,7 +314,7 @@ EXERCISES = [
             Case(_nodes_case(10, 3, 4, 12, 5), "3 prompts, 4 positions, 12 latents, d_model 5"),
             Case(_nodes_case(11, 5, 2, 20, 8), "5 prompts, 2 positions, 20 latents, d_model 8"),
         ],
-        reference=attribution,
+        reference=ref.attribution,
         atol=1e-5,
         hint="grad · (patch − clean); per latent sum over positions, for the error node also over d_model; "
         "then the mean over prompts; the error node's score goes LAST",
@@ -608,7 +327,7 @@ EXERCISES = [
             Case(_ig_case(21, 2, 3, 10, 6, 10), "10 steps on a toy non-linear metric"),
             Case(_ig_case(22, 2, 2, 8, 4, 1), "1 step (must equal attribution patching)"),
         ],
-        reference=integrated_gradients,
+        reference=ref.integrated_gradients,
         probe="utils.chapter04a:ig_probe",
         atol=1e-5,
         hint="alphas k/steps for k = 0..steps−1 (clean included, patch excluded); points = clean + α(patch − clean) "
@@ -622,7 +341,7 @@ EXERCISES = [
             Case(_scores_case(31, [6, 9], 8), "2 layers (6, 9 nodes), keep 8"),
             Case(_scores_case(32, [4, 5, 6], 0), "keep 0 nodes", hidden=True),
         ],
-        reference=top_nodes,
+        reference=ref.top_nodes,
         atol=0,
         rtol=0,
         hint="rank ALL nodes of all layers together by |score| and keep the n largest; "
@@ -635,7 +354,7 @@ EXERCISES = [
             Case(_ablate_case(40, 3, 4, 10, 5, keep_error=False), "error node ablated, ~40% of latents kept"),
             Case(_ablate_case(41, 2, 3, 16, 6, keep_error=True), "error node kept, ~40% of latents kept"),
         ],
-        reference=mean_ablate,
+        reference=ref.mean_ablate,
         atol=1e-6,
         hint="kept nodes keep their activation, the others take the mean (same for every prompt); "
         "keep[-1] is the error node; both outputs keep the shape of acts",
@@ -647,7 +366,7 @@ EXERCISES = [
             Case((torch.tensor([0.5, 1.0, 2.0, 3.5]), 0.5, 3.5), "m(∅) = 0.5, m(M) = 3.5"),
             Case((torch.tensor([-1.0, 0.2, 1.7]), -2.0, 1.5), "m(∅) = −2, m(M) = 1.5"),
         ],
-        reference=faithfulness,
+        reference=ref.faithfulness,
         atol=1e-6,
         hint="(m(C) − m(∅)) / (m(M) − m(∅)): 0 for the empty circuit, 1 for the full model",
     ),

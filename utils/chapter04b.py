@@ -20,10 +20,11 @@ Each speech gives a few paragraphs of at least 40 words, evenly spaced through i
 first 63 tokens after BOS. The train/test split is **by speech**, and the test speeches are drawn
 only from speeches older than the newest 18 (2005–2026): those 18 are the only text chapter 02's SAE
 was trained on, so the SAE never saw a test paragraph. Residual-stream activations at the SAE's
-hook are computed once and cached under ``utils.models.cache_dir()/probes``.
+hook are computed once and cached under ``utils.paths.cache_dir()/probes``.
 
-The chapter's reusable pieces (the dataset, standardisation, the accuracy-vs-k plot), the reference
-implementations and the checks. Everything runs on a CPU; nothing is downloaded.
+This module holds the chapter's reusable pieces (the dataset, standardisation, the probe comparison,
+the accuracy-vs-k plot) and the checks; the reference implementations are in
+`utils/references/chapter04b.py`. Everything runs on a CPU; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -43,67 +44,17 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from utils.chapter02 import encode
 from utils.grading import Case, Checks, Exercise, match
+from utils.paths import SAE_HOOK
+from utils.references import chapter04b as ref
+from utils.sae.model import encode
 
 Params = dict[str, Tensor]
 
 # ---------------------------------------------------------------------------------------------
-# Reference implementations (the learner writes their own in the notebook)
-
-
-def pool(
-    acts: Float[Tensor, "batch pos d"], mask: Bool[Tensor, "batch pos"], how: str = "mean"
-) -> Float[Tensor, "batch d"]:
-    """Mean (or max) of each row's activations over its real tokens only (``mask`` True)."""
-    if how == "mean":
-        total = einops.einsum(acts, mask.to(acts.dtype), "batch pos d, batch pos -> batch d")
-        return total / mask.sum(-1, keepdim=True).clamp_min(1).to(acts.dtype)
-    if how == "max":
-        return acts.masked_fill(~mask[..., None], -torch.inf).amax(dim=1)
-    raise ValueError(f"how must be 'mean' or 'max', got {how!r}")
-
-
-def sae_features(
-    params: Params, acts: Float[Tensor, "batch pos d_in"], mask: Bool[Tensor, "batch pos"], k: int
-) -> Float[Tensor, "batch d_sae"]:
-    """For every TopK-SAE latent, the fraction of the row's real tokens on which it fires (> 0)."""
-    fired = (encode(params, acts, k=k) > 0).float()  # [batch, pos, d_sae]: binarised per token
-    return pool(fired, mask, "mean")
-
-
-def train_probe(
-    X: Float[Tensor, "n d"], y: Float[Tensor, " n"], l1: float, steps: int = 300, lr: float = 0.01
-) -> tuple[Float[Tensor, " d"], Float[Tensor, ""]]:
-    """Logistic regression with an L1 penalty on the weights: full batch, Adam, zero initialisation."""
-    w = torch.zeros(X.shape[1], requires_grad=True)
-    b = torch.zeros((), requires_grad=True)
-    optimizer = torch.optim.Adam([w, b], lr=lr)
-    with torch.enable_grad():
-        for _ in range(steps):
-            loss = F.binary_cross_entropy_with_logits(X @ w + b, y) + l1 * w.abs().sum()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return w.detach(), b.detach()
-
-
-def accuracy(w: Float[Tensor, " d"], b: Float[Tensor, ""], X: Float[Tensor, "n d"], y: Float[Tensor, " n"]) -> float:
-    """Fraction of rows where the probe's prediction (logit > 0 → class 1) equals the label."""
-    predictions = (X @ w + b > 0).float()
-    return (predictions == y).float().mean().item()
-
-
-def select_latents(X: Float[Tensor, "n d"], y: Float[Tensor, " n"], k: int) -> Int[Tensor, " k"]:
-    """The k columns with the largest |mean over class 1 − mean over class 0|, largest first."""
-    difference = X[y == 1].mean(0) - X[y == 0].mean(0)
-    return difference.abs().topk(k).indices
-
-
-# ---------------------------------------------------------------------------------------------
 # The labelled paragraphs and their activations
 
-HOOK_NAME = "blocks.12.hook_resid_pre"
+HOOK_NAME = SAE_HOOK  # chapter 02's SAE reads the residual stream here
 PARTY_FROM = 1933  # the party task uses speeches from this year on (Democrats vs Republicans only)
 ERA_SPLIT = 1933  # the era task: before this year (0) or from it on (1)
 N_TOKENS = 64  # BOS + 63 tokens of the paragraph
@@ -194,7 +145,7 @@ def build_paragraphs(tokenizer) -> tuple[Int[Tensor, "n 64"], Bool[Tensor, "n 63
 
 def _cache_path(model: HookedTransformer) -> Path:
     from utils.data import CORPUS_PACKAGE, corpus_files
-    from utils.models import cache_dir
+    from utils.paths import cache_dir
 
     key = json.dumps([CORPUS_PACKAGE, len(corpus_files()), model.cfg.model_name, HOOK_NAME, N_TOKENS, MIN_WORDS,
                       PER_SPEECH, PARTY_FROM, SAE_SPEECHES, TEST_FRACTION, SPLIT_SEED])
@@ -276,8 +227,8 @@ L1 = 0.003  # the full probes' penalty (set by hand once, the same for every tas
 
 
 def compare_probes(
-    data: ParagraphData, features: dict[str, Float[Tensor, "n d"]], train_fn=train_probe, accuracy_fn=accuracy,
-    select_fn=select_latents, ks: list[int] = KS, l1: float = L1, sparse_on: str = "all SAE latents",
+    data: ParagraphData, features: dict[str, Float[Tensor, "n d"]], train_fn=ref.train_probe, accuracy_fn=ref.accuracy,
+    select_fn=ref.select_latents, ks: list[int] = KS, l1: float = L1, sparse_on: str = "all SAE latents",
 ) -> dict[str, dict]:
     """Test accuracy per task: majority class, an L1 probe on each feature set, and k-sparse probes.
 
@@ -307,12 +258,12 @@ def compare_probes(
 
 def probe_features(model: HookedTransformer) -> tuple[ParagraphData, Float[Tensor, "n d_model"], Float[Tensor, "n d_sae"]]:
     """The paragraphs, their mean-pooled residual and their SAE features, by the reference implementations."""
-    from utils.chapter02 import pretrained_sae
+    from utils.sae.pretrained import pretrained_sae
 
     params, cfg = pretrained_sae(model, verbose=False)
     data = paragraph_data(model, verbose=False)
-    raw = pool(data.acts.float(), data.mask)
-    sae = in_chunks(lambda a, m: sae_features(params, a, m, cfg["k"]), data.acts, data.mask)
+    raw = ref.pool(data.acts.float(), data.mask)
+    sae = in_chunks(lambda a, m: ref.sae_features(params, a, m, cfg["k"]), data.acts, data.mask)
     return data, raw, sae
 
 
@@ -426,7 +377,7 @@ EXERCISES = [
             Case(_pool_case(2, [5, 2, 7, 1], 7, 6, "max"), "max over real tokens, negative activations"),
             Case(_pool_case(3, [4, 6], 6, 5, "max"), "max, a mask with holes", hidden=True),
         ],
-        reference=pool,
+        reference=ref.pool,
         atol=1e-5,
         hint="count only positions where mask is True: divide by each row's own number of real tokens; for the "
         "max, padding must never win (fill it with -inf, not 0)",
@@ -438,7 +389,7 @@ EXERCISES = [
             Case(_sae_case(10, [6, 2, 8, 4, 1], 8, 12, 40, 4), "5 rows of up to 8 tokens, 40 latents, k = 4"),
             Case(_sae_case(11, [7, 3, 5], 7, 10, 32, 2), "a mask with holes, 32 latents, k = 2"),
         ],
-        reference=sae_features,
+        reference=ref.sae_features,
         hint="encode every token with the TopK SAE (chapter 02's `encode(params, x, k=k)`), binarise (1.0 where "
         "a latent is > 0), then average over the real tokens only (your `pool`)",
     ),
@@ -449,7 +400,7 @@ EXERCISES = [
             Case(_probe_case(20, 200, 10, 3, 0.0, 200, 0.05), "200 rows, 10 features, no penalty"),
             Case(_probe_case(21, 150, 24, 4, 0.02, 300, 0.01), "150 rows, 24 features, l1 = 0.02"),
         ],
-        reference=train_probe,
+        reference=ref.train_probe,
         compare=_compare_probe,
         hint="zero-initialised w (d,) and b (scalar), torch.optim.Adam([w, b], lr); each step the MEAN binary "
         "cross-entropy of the logits X @ w + b, plus l1 × the sum of |w| (no penalty on b)",
@@ -459,7 +410,7 @@ EXERCISES = [
         points=1,
         cases=lambda: [Case(_accuracy_case(30, 101, 6), "101 rows, 6 features"),
                        Case(_accuracy_case(31, 64, 3), "64 rows, 3 features")],
-        reference=accuracy,
+        reference=ref.accuracy,
         atol=1e-6,
         hint="predict class 1 where the logit X @ w + b is positive; return the fraction right as a float",
     ),
@@ -468,7 +419,7 @@ EXERCISES = [
         points=2,
         cases=lambda: [Case(_select_case(40, 300, 30, 5), "300 rows, 30 columns, k = 5"),
                        Case(_select_case(41, 200, 50, 12), "200 rows, 50 columns, k = 12")],
-        reference=select_latents,
+        reference=ref.select_latents,
         compare=_compare_indices,
         hint="score each column by |mean over rows of class 1 − mean over rows of class 0| (a shift down counts "
         "as much as a shift up) and return the k best indices, best first",

@@ -9,10 +9,10 @@ the inner product; the paper's *causal inner product* ⟨x, y⟩_C = xᵀ Cov(γ
 vocabulary) makes causally separable concepts orthogonal, and turns the unembedding direction into
 an embedding direction that steers the model.
 
-This module holds the section's data (the concepts' word pairs, the steering prompts), the
-reference implementations of the exercises, plots, and the checks. The learner writes each function
-in `solutions/04c_linear_representations.ipynb`; `check.<name>(fn)` compares it with the reference
-below on the fixed cases below.
+This module holds the section's data (the concepts' word pairs, the steering prompts), helpers and
+plots for the demos, and the checks; the reference implementations are in
+`utils/references/chapter04c.py`. The learner writes each function in the notebook;
+`check.<name>(fn)` compares it with the reference on the fixed cases below.
 
 Conventions: ``gamma`` is the unembedding matrix with one row per token, ``gamma = model.W_U.T``
 [d_vocab, d_model]; ``g`` is its causal transform ``(gamma - mean) @ A`` with ``A = Cov(γ)^(-1/2)``;
@@ -22,9 +22,7 @@ a concept's pairs are token ids [pairs, 2], column 0 the base word y0, column 1 
 from __future__ import annotations
 
 import functools
-import hashlib
 
-import einops
 import matplotlib.pyplot as plt
 import torch
 from jaxtyping import Float, Int
@@ -33,6 +31,8 @@ from transformer_lens import HookedTransformer
 
 from utils.grading import Case, Checks, Exercise
 from utils.models import load_model
+from utils.paths import STEER_HOOK
+from utils.references import chapter04c as ref
 
 # ---------------------------------------------------------------------------------------------
 # Data: concepts as counterfactual word pairs (y0, y1)
@@ -121,7 +121,6 @@ STEER_PROMPTS = [
 ]
 STEER_BASE = "king"
 STEER_TARGETS = {"male⇒female": "queen", "lower⇒upper": "King", "singular⇒plural": "kings"}
-STEER_HOOK = "ln_final.hook_normalized"
 
 # What the paper reports (LLaMA-2-7B), printed beside our numbers.
 PAPER = {
@@ -191,56 +190,6 @@ def without_tokens(pairs: Int[Tensor, "pairs 2"], tokens: list[int]) -> Int[Tens
     """The pairs that use none of ``tokens`` (to estimate a direction without the words we test on)."""
     keep = ~torch.isin(pairs, torch.tensor(tokens)).any(-1)
     return pairs[keep]
-
-
-# ---------------------------------------------------------------------------------------------
-# Reference implementations (the learner writes their own in the notebook)
-
-
-def causal_transform(W_U: Float[Tensor, "d_model d_vocab"]) -> tuple[Float[Tensor, "d_model d_model"], Float[Tensor, " d_model"]]:
-    mean = W_U.mean(dim=1, dtype=torch.float64)
-    centred = W_U.T.double().sub_(mean)  # [d_vocab, d_model], one float64 copy
-    cov = centred.T @ centred / centred.shape[0]
-    eigenvalues, eigenvectors = torch.linalg.eigh(cov)
-    A = eigenvectors @ torch.diag(eigenvalues.rsqrt()) @ eigenvectors.T
-    return A, mean
-
-
-def concept_direction(g: Float[Tensor, "d_vocab d"], pairs: Int[Tensor, "pairs 2"]) -> Float[Tensor, " d"]:
-    mean_difference = (g[pairs[:, 1]] - g[pairs[:, 0]]).mean(0)
-    return mean_difference / mean_difference.norm()
-
-
-def inner_products(
-    directions: Float[Tensor, "concepts d"], A: Float[Tensor, "d d"] | None = None
-) -> Float[Tensor, "concepts concepts"]:
-    if A is not None:
-        directions = directions @ A.T
-    unit = directions / directions.norm(dim=-1, keepdim=True)
-    return unit @ unit.T
-
-
-def probe_scores(g: Float[Tensor, "d_vocab d"], pairs: Int[Tensor, "pairs 2"]) -> Float[Tensor, "pairs 2"]:
-    words = g[pairs]  # [pairs, 2, d]
-    differences = words[:, 1] - words[:, 0]
-    n = len(pairs)
-    loo = (differences.sum(0) - differences) / (n - 1)  # row i: mean difference without pair i
-    loo = loo / loo.norm(dim=-1, keepdim=True)
-    projections = einops.einsum(words, loo, "i two d, j d -> j i two")  # every word on every LOO direction
-    held_out = projections.diagonal(dim1=0, dim2=1).T  # [pairs, 2]: pair i's words on direction i
-    threshold = (projections.sum(dim=(1, 2)) - held_out.sum(-1)) / (2 * (n - 1))  # the other 2(n-1) words
-    return held_out - threshold[:, None]
-
-
-def steer(
-    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], direction: Float[Tensor, " d_model"], alpha: float
-) -> Float[Tensor, "batch d_vocab"]:
-    def add_direction(normalized: Tensor, hook) -> Tensor:
-        normalized[:, -1] = normalized[:, -1] + alpha * direction
-        return normalized
-
-    logits = model.run_with_hooks(tokens, fwd_hooks=[(STEER_HOOK, add_direction)])
-    return logits[:, -1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,20 +308,6 @@ def _directions(seed: int, k: int, d: int) -> Tensor:
     return x
 
 
-def _memo(fn):
-    """The reference, remembered per input (a forward pass each): the tests grade many wrong steerers."""
-    results: dict[tuple, Tensor] = {}
-
-    @functools.wraps(fn)
-    def cached(model: HookedTransformer, tokens: Tensor, direction: Tensor, alpha: float) -> Tensor:
-        key = (id(model), tuple(tokens.flatten().tolist()), hashlib.sha1(direction.numpy().tobytes()).hexdigest(), alpha)
-        if key not in results:
-            results[key] = fn(model, tokens, direction, alpha)
-        return results[key].clone()
-
-    return cached
-
-
 @functools.cache
 def _steer_tokens() -> Tensor:
     return _model().to_tokens(STEER_PROMPTS[:2])
@@ -391,7 +326,7 @@ EXERCISES = [
             Case((_real_slice(48, 6000),), "SmolLM2's W_U, first 48 dims x first 6000 tokens"),
             Case((_correlated_unembedding(1, 8, 150),), "a random W_U: 8 dims, 150 tokens", hidden=True),
         ],
-        reference=causal_transform,
+        reference=ref.causal_transform,
         atol=1e-6,
         rtol=1e-5,
         hint="float64; mean over tokens (W_U's columns); Cov = centredᵀ centred / d_vocab (not d_vocab - 1); "
@@ -404,7 +339,7 @@ EXERCISES = [
             Case(_planted(0, 60, 7, 9), "random g (60 tokens, 7 dims), 9 pairs"),
             Case(_planted(1, 30, 5, 4), "random g (30 tokens, 5 dims), 4 pairs"),
         ],
-        reference=concept_direction,
+        reference=ref.concept_direction,
         atol=1e-8,
         rtol=1e-6,
         hint="g[y1] - g[y0] for every pair, the mean over pairs, then divide by its norm (normalise the mean, "
@@ -418,7 +353,7 @@ EXERCISES = [
             Case((_directions(1, 4, 6), _spd(2, 6)), "4 directions in 6 dims, causal (a random symmetric A)"),
             Case((_directions(3, 5, 3), _spd(4, 3)), "5 directions in 3 dims, causal", hidden=True),
         ],
-        reference=inner_products,
+        reference=ref.inner_products,
         atol=1e-8,
         rtol=1e-6,
         hint="transform every direction by A (x -> A x) first, THEN normalise each to unit length; "
@@ -431,7 +366,7 @@ EXERCISES = [
             Case(_planted(2, 80, 6, 10), "random g (80 tokens, 6 dims), 10 pairs"),
             Case(_planted(3, 40, 4, 5), "random g (40 tokens, 4 dims), 5 pairs"),
         ],
-        reference=probe_scores,
+        reference=ref.probe_scores,
         atol=1e-8,
         rtol=1e-6,
         hint="for pair i: the unit mean difference of the OTHER pairs, the threshold = the mean projection of the other "
@@ -444,7 +379,7 @@ EXERCISES = [
             Case((_model(), _steer_tokens(), _steer_direction(0), 2.0), "2 prompts, a random direction, alpha 2"),
             Case((_model(), _steer_tokens(), _steer_direction(1), -1.5), "2 prompts, another direction, alpha -1.5", hidden=True),
         ],
-        reference=_memo(steer),
+        reference=ref.steer,
         atol=1e-3,
         rtol=1e-4,
         hint=f"hook {STEER_HOOK!r} (after the final norm, so the logits are linear in what you add), add "

@@ -6,7 +6,8 @@ from 5–9 only the second half (the forward pass is unchanged). A *certificate*
 afterwards on one frozen half, then reconstructs its own digits well and the others badly.
 
 This module holds the data, the autoencoder and its training loops (which call the learner's
-functions through ``*_fn`` arguments), the plots, the reference implementations and the checks.
+functions through ``*_fn`` arguments), the plots and the checks; the reference implementations are
+in `utils/references/chapter04d.py`.
 """
 
 from __future__ import annotations
@@ -15,56 +16,20 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import einops
 import matplotlib.pyplot as plt
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from utils.device import one_thread
 from utils.grading import Case, Checks, Exercise
+from utils.references import chapter04d as ref
+from utils.references.chapter04d import group_losses, keep_half, route_gradients, routing_mask
 
 LATENT_DIM = 16  # the encoding: dims 0..7 for digits 0–4, dims 8..15 for digits 5–9
 HIDDEN = 64  # width of the encoder's and decoder's hidden layer
 FIRST_GROUP = range(0, 5)  # digits routed to the first half of the encoding
-
-# ---------------------------------------------------------------------------------------------
-# Reference implementations (the learner writes their own in the notebook)
-
-
-def routing_mask(labels: Int[Tensor, " batch"], latent_dim: int) -> Float[Tensor, "batch latent"]:
-    first_group = (labels < 5).float()[:, None]  # [batch, 1]
-    first_half = (torch.arange(latent_dim) < latent_dim // 2).float()  # [latent]
-    return first_group * first_half + (1 - first_group) * (1 - first_half)
-
-
-def route_gradients(h: Float[Tensor, "batch latent"], mask: Float[Tensor, "batch latent"]) -> Float[Tensor, "batch latent"]:
-    return mask * h + (1 - mask) * h.detach()
-
-
-def routed_gradient(
-    h: Float[Tensor, "batch latent"], mask: Float[Tensor, "batch latent"], upstream: Float[Tensor, "batch latent"]
-) -> Float[Tensor, "batch latent"]:
-    with torch.enable_grad():
-        h = h.detach().clone().requires_grad_(True)
-        (route_gradients(h, mask) * upstream).sum().backward()
-    return h.grad
-
-
-def group_losses(
-    x: Float[Tensor, "batch pixels"], x_hat: Float[Tensor, "batch pixels"], groups: Int[Tensor, " batch"], n_groups: int
-) -> Float[Tensor, " n_groups"]:
-    per_image = ((x - x_hat) ** 2).mean(-1)  # [batch]
-    one_hot = nn.functional.one_hot(groups, n_groups).float()  # [batch, n_groups]
-    return einops.einsum(one_hot, per_image, "batch g, batch -> g") / one_hot.sum(0)
-
-
-def keep_half(z: Float[Tensor, "batch latent"], half: int) -> Float[Tensor, "batch latent"]:
-    latent_dim = z.shape[-1]
-    in_first = torch.arange(latent_dim) < latent_dim // 2
-    keep = in_first if half == 0 else ~in_first
-    return z * keep.to(z.dtype)
-
 
 # ---------------------------------------------------------------------------------------------
 # Data: scikit-learn's bundled 8×8 digits (1,797 images, offline), scaled to [0, 1]
@@ -145,22 +110,17 @@ def train_autoencoder(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     mask = mask_fn(data.y_train, latent_dim)
     curve = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: a second thread only adds waiting
-    try:
-        with torch.enable_grad():
-            for step in tqdm(range(steps), desc=desc, mininterval=1.0):
-                h = model.encoder(data.x_train)
-                h_decoded = route_fn(h, mask) if routed else h
-                reconstruction = ((model.decoder(h_decoded) - data.x_train) ** 2).mean()
-                penalty = h.abs().mean(0).sum()
-                loss = reconstruction + min(1.0, 3 * step / steps) * l1 * penalty
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                curve.append(reconstruction.item())
-    finally:
-        torch.set_num_threads(threads)
+    with one_thread(), torch.enable_grad():
+        for step in tqdm(range(steps), desc=desc, mininterval=1.0):
+            h = model.encoder(data.x_train)
+            h_decoded = route_fn(h, mask) if routed else h
+            reconstruction = ((model.decoder(h_decoded) - data.x_train) ** 2).mean()
+            penalty = h.abs().mean(0).sum()
+            loss = reconstruction + min(1.0, 3 * step / steps) * l1 * penalty
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            curve.append(reconstruction.item())
     return model, curve
 
 
@@ -181,17 +141,12 @@ def train_certificate(
     torch.manual_seed(10_000 + seed)
     decoder = mlp([z.shape[-1], HIDDEN, 64])
     optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.enable_grad():
-            for _ in range(steps):
-                loss = ((decoder(z_kept) - data.x_train) ** 2).mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-    finally:
-        torch.set_num_threads(threads)
+    with one_thread(), torch.enable_grad():
+        for _ in range(steps):
+            loss = ((decoder(z_kept) - data.x_train) ** 2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
     return decoder
 
 
@@ -353,7 +308,7 @@ EXERCISES = [
         function="routing_mask",
         points=2,
         cases=_mask_cases,
-        reference=routing_mask,
+        reference=ref.routing_mask,
         hint="a float 0/1 mask of shape (batch, latent_dim): ones in the first latent_dim // 2 columns for "
         "digits 0–4, in the other columns for digits 5–9",
     ),
@@ -364,7 +319,7 @@ EXERCISES = [
             Case(_gradient_case(0, 6, 8), "batch 6, latent 8"),
             Case(_gradient_case(10, 9, 4), "batch 9, latent 4"),
         ],
-        reference=route_gradients,
+        reference=ref.route_gradients,
         probe="utils.chapter04d:value_and_gradient",
         atol=1e-6,
         hint="the forward value must be h itself: mask·h + (1 − mask)·h.detach()",
@@ -376,7 +331,7 @@ EXERCISES = [
             Case(_gradient_case(20, 6, 8), "batch 6, latent 8"),
             Case(_gradient_case(30, 11, 4), "batch 11, latent 4"),
         ],
-        reference=routed_gradient,
+        reference=ref.routed_gradient,
         atol=1e-6,
         hint="make a leaf copy of h that requires grad, backpropagate (route_gradients(h, mask) * upstream).sum(), "
         "return its .grad; it should equal mask * upstream",
@@ -388,7 +343,7 @@ EXERCISES = [
             Case(_loss_case(40, 30, 2), "30 images in 2 groups of unequal size"),
             Case(_loss_case(50, 80, 10), "80 images in 10 groups of unequal size"),
         ],
-        reference=group_losses,
+        reference=ref.group_losses,
         atol=1e-6,
         hint="per image, the mean over pixels of the squared error; per group, the mean over the images in that group",
     ),
@@ -400,7 +355,7 @@ EXERCISES = [
             Case((torch.randn(5, 8, generator=_generator(61)), 1), "keep the second half of 8 dims"),
             Case((torch.randn(3, 16, generator=_generator(62)), 1), "keep the second half of 16 dims", hidden=True),
         ],
-        reference=keep_half,
+        reference=ref.keep_half,
         atol=0,
         rtol=0,
         hint="same shape as z; half 0 keeps dims [0, d/2) and zeroes the rest, half 1 keeps [d/2, d)",

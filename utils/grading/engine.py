@@ -1,12 +1,12 @@
-"""The course's one grading engine.
+"""The course's one grading engine: exercises as data, comparing values, calling learner code.
 
 An exercise's check is data: the function the learner writes, the inputs (cases), the reference
-implementation, a tolerance. This module turns that data into
+implementation, a tolerance. Every way of grading uses this module:
 
-- the in-notebook check (``check.attention_pattern(attention_pattern)``): runs every case, prints
-  one line, and raises `CheckFailed` on failure so nbgrader marks the cell wrong;
-- the grade of a notebook (`utils.grade`): the learner's function runs in an isolated kernel, the
-  reference and the comparison run here, where the learner's code cannot reach them.
+- the in-notebook check (`utils.grading.checks`): runs every case here, in the learner's kernel;
+- the grade of a notebook (`utils.grading.driver`): the learner's function runs in its own kernel
+  (`utils.grading.kernel` calls it there with `call_learner`), the reference and `judge` run in
+  the grading process, where the learner's code cannot reach them.
 
 Both paths call the same `call_learner` and the same `judge`, so a notebook check and a grade agree.
 """
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from transformer_lens import HookedTransformer
 
-from utils.errors import CourseError
+from utils.nested import DESCEND, map_nested
 
 # ---------------------------------------------------------------------------------------------
 # Exercises as data
@@ -252,14 +252,9 @@ def error_message(error: BaseException) -> str:
     return f"raised {type(error).__name__}{': ' + text if text else ''}{learner_frame(error.__traceback__)}"
 
 
-def _clone(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.clone()
-    if isinstance(value, (list, tuple)):
-        return type(value)(_clone(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
-    return value
+def clone_inputs(value: Any) -> Any:
+    """A copy of a case's inputs: tensors cloned (a function that edits its inputs harms no other case)."""
+    return map_nested(lambda v: v.clone() if isinstance(v, torch.Tensor) else DESCEND, value)
 
 
 def with_probe(fn: Callable[..., Any], probe: str | None) -> Callable[..., Any]:
@@ -279,7 +274,7 @@ def call_learner(fn: Callable[..., Any], case: Case, seconds: float | None = Non
     Models passed in are checked afterwards: hooks the function left attached are removed, and
     weights it changed in place are restored (and reported, since that is a bug).
     """
-    args, kwargs = _clone(case.args), _clone(case.kwargs)
+    args, kwargs = clone_inputs(case.args), clone_inputs(case.kwargs)
     models = [a for a in (*args, *kwargs.values()) if isinstance(a, HookedTransformer)]
     before = [weights_fingerprint(m) for m in models]
     try:
@@ -291,9 +286,9 @@ def call_learner(fn: Callable[..., Any], case: Case, seconds: float | None = Non
     for model, fingerprint in zip(models, before):
         model.reset_hooks(including_permanent=True)
         if weights_fingerprint(model) != fingerprint:
-            from utils.models import restore_weights
-
-            restore_weights(model)
+            restore = getattr(model, "restore_weights", None)  # course models carry it (utils.models)
+            if restore is not None:
+                restore()
             outcome = Outcome(error="changed the model's weights in place; use a hook instead (weights restored)")
     return outcome
 
@@ -322,7 +317,7 @@ def failed(exercise: Exercise, message: str) -> Result:
 def reference_outputs(exercise: Exercise, cases: Sequence[Case]) -> list[Any]:
     reference = with_probe(exercise.reference, exercise.probe)
     with torch.no_grad():
-        return [reference(*_clone(c.args), **_clone(c.kwargs)) for c in cases]
+        return [reference(*clone_inputs(c.args), **clone_inputs(c.kwargs)) for c in cases]
 
 
 def run_exercise(exercise: Exercise, fn: Any, hidden: bool = True) -> Result:
@@ -332,43 +327,3 @@ def run_exercise(exercise: Exercise, fn: Any, hidden: bool = True) -> Result:
     cases = [c for c in exercise.cases() if hidden or not c.hidden]
     expected = reference_outputs(exercise, cases)
     return judge(exercise, cases, expected, [call_learner(fn, c, probe=exercise.probe) for c in cases])
-
-
-# ---------------------------------------------------------------------------------------------
-# The in-notebook check object
-
-
-class CheckFailed(CourseError, AssertionError):
-    """A check cell's failure: one line for the learner, a failed test for nbgrader."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[31m{self}\x1b[0m"]
-
-
-class Checks:
-    """``check.<function>(fn)`` for every exercise of a chapter.
-
-    >>> check = Checks(EXERCISES)
-    >>> check.attention_pattern(attention_pattern)   # prints ✓ or raises CheckFailed
-    """
-
-    def __init__(self, exercises: Sequence[Exercise]):
-        self.exercises = {ex.function: ex for ex in exercises}
-
-    def __dir__(self) -> list[str]:
-        return list(self.exercises)
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        exercises = self.__dict__.get("exercises", {})
-        if name not in exercises:
-            raise AttributeError(f"no check named {name!r}; checks: {', '.join(exercises)}")
-        exercise = exercises[name]
-
-        def run(fn: Any, hidden: bool = False) -> None:
-            result = run_exercise(exercise, fn, hidden=hidden)
-            if not result.passed:
-                raise CheckFailed(f"✗ {name}: {result.message}")
-            print(f"✓ {name}: {result.message}")
-
-        run.__doc__ = f"Check your `{name}` against the reference on fixed inputs."
-        return run

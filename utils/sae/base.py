@@ -1,0 +1,106 @@
+"""What every SAE architecture shares: the training config, the interface, initialisation, decoding."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+Params = dict[str, Tensor]
+ARCHITECTURES = ("relu", "topk", "jumprelu", "gated")
+RESAMPLING = (None, "simple", "anthropic")
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Everything `train_sae` needs besides the activations (SAELens keeps one config object too).
+
+    ``architecture``: ``"relu"`` (Bricken et al.: MSE + l1_coeff·Σ f_i‖W_dec,i‖), ``"topk"`` (Gao et
+    al.: keep the ``k`` largest, + aux_coeff·AuxK on latents dead for ``dead_window`` steps),
+    ``"jumprelu"`` (MSE + l0_coeff·L0 through a straight-through estimator of width ``bandwidth``,
+    thresholds starting at ``init_threshold``) or ``"gated"`` (MSE + l1_coeff·gate sparsity +
+    the auxiliary reconstruction). ``resample``: None, ``"simple"`` or ``"anthropic"``: every
+    ``resample_every`` steps (in the first 80 % of training) latents that have not fired for
+    ``dead_window`` steps are resampled. ``tied_init``/``init_b_enc``: the encoder starts as the
+    decoder transposed (Gao et al.) or independent, with bias ``init_b_enc``.
+    """
+
+    d_sae: int
+    architecture: str = "relu"
+    steps: int = 2000
+    batch_size: int = 1024
+    lr: float = 1e-3
+    l1_coeff: float = 1.0
+    k: int = 32
+    aux_coeff: float = 1 / 32
+    l0_coeff: float = 1.0
+    bandwidth: float = 0.001
+    init_threshold: float = 0.1
+    resample: str | None = None
+    resample_every: int = 1000
+    dead_window: int = 500
+    tied_init: bool = True
+    init_b_enc: float = 0.0
+    seed: int = 0
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}: {', '.join(ARCHITECTURES)}")
+        if self.resample not in RESAMPLING:
+            raise ValueError(f"unknown resampling {self.resample!r}: None, 'simple' or 'anthropic'")
+
+
+class Architecture(Protocol):
+    """One SAE architecture: its extra tensors, its encoder and its training objective."""
+
+    name: str  # the course's name ("relu")
+    saelens: str  # SAELens's name for it ("standard")
+
+    def init(self, params: Params, cfg: SAEConfig) -> Params:
+        """The architecture's tensors, given the shared initial ones (`init_params`)."""
+        ...
+
+    def encode(self, params: Params, x: Float[Tensor, "batch d_in"], k: int | None) -> Float[Tensor, "batch d_sae"]: ...
+
+    def loss(self, params: Params, x: Float[Tensor, "batch d_in"], cfg: SAEConfig, dead: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(training loss, latents, reconstruction) on a batch; ``dead`` marks latents dead for ``dead_window`` steps."""
+        ...
+
+
+def init_params(
+    d_in: int, d_sae: int, b_dec: Tensor | None = None, seed: int = 0, tied: bool = True, b_enc: float = 0.0
+) -> Params:
+    """Unit-norm random decoder rows; encoder = decoder transposed (Gao et al.; ``tied=False``: an
+    independent random encoder, as in early SAEs); encoder bias ``b_enc``; ``b_dec`` (e.g. the data's mean)."""
+    generator = torch.Generator().manual_seed(seed)
+    W_dec = F.normalize(torch.randn(d_sae, d_in, generator=generator), dim=-1)
+    W_enc = W_dec.T.clone() if tied else F.normalize(torch.randn(d_in, d_sae, generator=generator), dim=0)
+    return {
+        "W_enc": W_enc,
+        "b_enc": torch.full((d_sae,), float(b_enc)),
+        "W_dec": W_dec,
+        "b_dec": torch.zeros(d_in) if b_dec is None else b_dec.float().clone(),
+    }
+
+
+def pre_activations(params: Params, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
+    return (x - params["b_dec"]) @ params["W_enc"] + params["b_enc"]
+
+
+def decode(params: Params, acts: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_in"]:
+    return acts @ params["W_dec"] + params["b_dec"]
+
+
+def mse(x: Float[Tensor, "batch d_in"], x_hat: Float[Tensor, "batch d_in"]) -> Tensor:
+    """Σ_d (x − x̂)², averaged over the batch."""
+    return (x - x_hat).pow(2).sum(-1).mean()
+
+
+def log_threshold(threshold: float, d_sae: int) -> Tensor:
+    return torch.full((d_sae,), math.log(threshold))

@@ -1,0 +1,37 @@
+"""The TopK SAE (Gao et al. 2024): keep each token's k largest pre-activations; AuxK revives dead latents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from utils.references.chapter02 import auxk_loss, topk_activation
+from utils.sae.base import Params, SAEConfig, decode, mse, pre_activations
+
+
+@dataclass(frozen=True)
+class TopK:
+    name: str = "topk"
+    saelens: str = "topk"
+
+    def init(self, params: Params, cfg: SAEConfig) -> Params:
+        return params
+
+    def encode(self, params: Params, x: Tensor, k: int | None = None) -> Tensor:
+        if k is None:
+            raise ValueError("a TopK SAE needs its k (SAELens keeps it in cfg.json)")
+        return topk_activation(pre_activations(params, x), k)
+
+    def loss(self, params: Params, x: Tensor, cfg: SAEConfig, dead: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """MSE + aux_coeff · AuxK (k_aux = d_in / 2) on the latents dead for ``dead_window`` steps."""
+        pre = pre_activations(params, x)
+        acts = topk_activation(pre, cfg.k)
+        x_hat = decode(params, acts)  # dense: on a CPU faster than gathering the k rows (measured)
+        loss = mse(x, x_hat)
+        if dead.any():  # AuxK on the dead latents only (a small dense problem)
+            every = torch.ones(int(dead.sum()), dtype=torch.bool)
+            aux = auxk_loss((x - x_hat).detach(), pre[:, dead], params["W_dec"][dead], every, x.shape[1] // 2)
+            loss = loss + cfg.aux_coeff * aux
+        return loss, acts, x_hat
