@@ -6,7 +6,8 @@ import pytest
 
 from tests.conftest import wrong_implementations
 from utils import chapter00
-from utils.grading import CheckFailed, run_exercise
+from utils.grading.checks import CheckFailed
+from utils.grading.engine import run_exercise
 from utils.references import chapter00 as ref00
 
 EXERCISES = {exercise.function: exercise for exercise in chapter00.EXERCISES}

@@ -7,7 +7,8 @@ import torch
 
 from tests.conftest import wrong_implementations
 from utils import chapter01, toy_models
-from utils.grading import CheckFailed, run_exercise
+from utils.grading.checks import CheckFailed
+from utils.grading.engine import run_exercise
 from utils.references import chapter01 as ref01
 
 EXERCISES = {exercise.function: exercise for exercise in chapter01.EXERCISES}

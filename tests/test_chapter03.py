@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from utils import chapter03
-from utils.grading import CheckFailed
+from utils.grading.checks import CheckFailed
 from utils.models import hub_reachable, load_model
 from utils.references import chapter03 as ref03
 

@@ -9,7 +9,7 @@ import torch
 
 from utils import chapter04a, feature_circuits
 from utils.chapter04a import LAYERS
-from utils.grading import run_exercise
+from utils.grading.engine import run_exercise
 from utils.references import chapter04a as ref04a
 
 EXERCISES = {exercise.function: exercise for exercise in chapter04a.EXERCISES}

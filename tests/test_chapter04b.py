@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils import chapter04b
-from utils.grading import run_exercise
+from utils.grading.engine import run_exercise
 from utils.references import chapter04b as ref04b
 
 EXERCISES = {exercise.function: exercise for exercise in chapter04b.EXERCISES}

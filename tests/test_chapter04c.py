@@ -8,7 +8,8 @@ import torch
 
 from utils import chapter04c
 from utils.chapter04c import STEER_PROMPTS
-from utils.grading import CheckFailed, run_exercise
+from utils.grading.checks import CheckFailed
+from utils.grading.engine import run_exercise
 from utils.paths import STEER_HOOK
 from utils.references import chapter04c as ref04c
 

@@ -10,7 +10,7 @@ import torch
 
 from tests.conftest import SOLUTIONS
 from utils import chapter04d
-from utils.grading import run_exercise
+from utils.grading.engine import run_exercise
 from utils.references import chapter04d as ref04d
 
 EXERCISES = {exercise.function: exercise for exercise in chapter04d.EXERCISES}

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from utils.errors import CourseError
-from utils.grading import Case, CheckFailed, Checks, Exercise, Unportable, call_learner, match, run_exercise
-from utils.grading.engine import error_message
+from utils.grading.checks import CheckFailed, Checks
+from utils.grading.engine import Case, Exercise, Unportable, call_learner, error_message, match, run_exercise
 
 
 def test_match_accepts_equal_values():
@@ -134,3 +134,35 @@ def test_check_failure_is_a_one_line_course_error():
         check.nope  # noqa: B018
     assert "not callable" not in run_exercise(_exercise(), 3).message
     assert run_exercise(_exercise(), 3).message == "`add_one` should be a function, got a int"
+
+
+def test_a_failing_hidden_case_is_named_without_its_inputs():
+    sneaky = lambda x: torch.tensor([1.0, 2.0, 3.0]) if x.shape == (3,) else x  # noqa: E731 - right only on the visible case
+    result = run_exercise(_exercise(), sneaky)
+    assert result.message.startswith("case 2 of 2 (a hidden case, of the same kind as the ones your notebook checks):")
+    assert "(ones)" not in result.message  # the hidden case's label ("ones") describes its inputs
+
+
+def test_a_withheld_reference_module_imports_but_cannot_be_used():
+    import sys
+
+    from utils.grading.kernel import Withheld, WithholdReferences
+
+    guard = WithholdReferences(["utils.references.chapter04d"])
+    saved = sys.modules.pop("utils.references.chapter04d", None)
+    try:
+        guard.enforce()
+        from utils.references import chapter04d
+
+        assert isinstance(chapter04d, Withheld)
+        result = run_exercise(_exercise(), lambda x: chapter04d.keep_half(x, 0))
+        assert "uses the course's reference implementation `utils.references.chapter04d.keep_half`" in result.message
+        assert "withheld while grading" in result.message
+    finally:
+        sys.meta_path.remove(guard)
+        sys.modules.pop("utils.references.chapter04d", None)
+        if saved is not None:
+            sys.modules["utils.references.chapter04d"] = saved
+            import utils.references
+
+            utils.references.chapter04d = saved

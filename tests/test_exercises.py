@@ -13,7 +13,7 @@ import torch
 
 from tests.conftest import SOLUTIONS, wrong_implementations
 from utils.course import EXERCISE_MODULES, REFERENCE_MODULES, chapter_id, notebooks
-from utils.grading import run_exercise
+from utils.grading.engine import run_exercise
 
 EXERCISES = [
     (chapter, exercise)

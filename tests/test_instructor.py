@@ -1,7 +1,7 @@
 """A class run with nbgrader, headless: release, submit, autograde, gradebook, feedback, tampering.
 
 Slow tier (autograding executes whole notebooks); still run by `make test`. The class works on
-chapter 04d (gradient routing): the quickest notebook to execute (no language model), run six times.
+chapter 04d (gradient routing): the quickest notebook to execute (no language model), run seven times.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ import pytest
 from tests.conftest import ROOT, SOLUTIONS
 from tests.wrong import chapter04d as wrong04d
 from utils.course import notebooks
+from utils.grading.sandbox import isolation
 from utils.instructor import crosscheck, init_course, nbgrader_scores
 
 pytestmark = pytest.mark.notebooks
 NB = "04d_gradient_routing"
+PROBE = "written-by-a-submission.txt"
 ASSIGNMENTS = [p.stem for p in notebooks(SOLUTIONS)]
 
 
@@ -79,10 +81,21 @@ def course(tmp_path_factory) -> Path:
     tampered.cells.insert(3, nbformat.v4.new_code_cell(redefine_check))
     patched = fill(released, {})
     patched.cells.insert(3, nbformat.v4.new_code_cell(
-        "import utils.grading.checks\n\n"
+        "import utils.grading.checks\n"
+        "import utils.grading.engine\n\n"
         "utils.grading.checks.run_exercise = lambda ex, fn, hidden=True: "
-        "utils.grading.Result(ex.function, ex.points, ex.points, True, 'ok')"
+        "utils.grading.engine.Result(ex.function, ex.points, ex.points, True, 'ok')"
     ))
+    delegating = fill(released, {
+        **right,
+        "keep_half": "from utils.references.chapter04d import keep_half as answer\n\n\n"
+                     "def keep_half(z, half):\n    return answer(z, half)\n",
+        "routing_mask": right["routing_mask"].replace("def routing_mask(", "def right_mask(") + "\n\n"
+                        f"PROBE = {PROBE!r}\n\nimport pathlib\n\nimport utils\n\n\ndef routing_mask(labels, latent_dim):\n"
+                        "    try:\n        (pathlib.Path(utils.__path__[0]) / PROBE).write_text('a submission was here')\n"
+                        "    except OSError:\n"
+                        "        return right_mask(labels, latent_dim)  # right only where the course is read-only\n",
+    })
     deleted = fill(released, {**right, "keep_half": "def keep_half(z, half):\n    return z\n"})
     deleted.cells = [c for c in deleted.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "check_keep_half"]
     submissions = {
@@ -92,6 +105,7 @@ def course(tmp_path_factory) -> Path:
         "dov": tampered,  # edits a locked check cell, redefines `check`
         "eve": patched,  # monkey-patches the checks inside her kernel
         "fay": deleted,  # one wrong exercise whose check cell she deleted
+        "gus": delegating,  # calls the reference for one exercise; tries to write a course file for another
     }
     for student, nb in submissions.items():
         nbgrader(course, "db", "student", "add", student)
@@ -115,18 +129,32 @@ def test_tampering_with_check_cells_gains_nothing(course):
     assert fay["check_keep_half"] == 0 and sum(fay.values()) == 7
 
 
-def test_crosscheck_flags_checks_patched_inside_the_kernel(course):
-    eve = nbgrader_scores(course)[(NB, "eve")]
-    problems = crosscheck(course)
+def test_crosscheck_flags_checks_patched_inside_the_kernel_and_delegation_to_the_references(course):
+    eve, gus = nbgrader_scores(course)[(NB, "eve")], nbgrader_scores(course)[(NB, "gus")]
+    problems = crosscheck(course, jobs=2)
     assert sum(eve.values()) == 8, "nbgrader runs the checks in the learner's kernel: a patch fools it"
-    assert {p.split(" / ")[0] for p in problems} == {"eve"}  # utils.grade disagrees only with eve's grade
-    assert len(problems) == 5 and all("utils.grade gives 0" in p for p in problems)
+    assert sum(gus.values()) == 8, "nbgrader's kernel must reach the references (its check cells use them)"
+    assert {p.split(" / ")[0] for p in problems} == {"eve", "gus"}  # utils.grade disagrees only with these two
+    assert len([p for p in problems if p.startswith("eve")]) == 5 and all("utils.grade gives 0" in p for p in problems)
+    (delegation,) = [p for p in problems if p.startswith("gus")]
+    assert "gus / 04d_gradient_routing / keep_half" in delegation and "reference implementation" in delegation
+
+
+@pytest.mark.skipif(not isolation()[0], reason=f"needs bubblewrap: {isolation()[1]}")
+def test_nbgrader_autogrades_in_the_sandbox(course):
+    """gus's routing_mask is right only if writing into the course's package failed: nbgrader gave it its point."""
+    written = ROOT / "utils" / PROBE
+    try:
+        assert not written.exists()
+        assert nbgrader_scores(course)[(NB, "gus")]["check_routing_mask"] == 2  # full marks
+    finally:
+        written.unlink(missing_ok=True)
 
 
 def test_export_and_feedback(course):
     nbgrader(course, "export")
     rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader((course / "grades.csv").open()) if r["assignment"] == NB}
-    assert rows == {"ada": 8, "bea": 0, "cy": 5, "dov": 0, "eve": 8, "fay": 7}
+    assert rows == {"ada": 8, "bea": 0, "cy": 5, "dov": 0, "eve": 8, "fay": 7, "gus": 8}
     nbgrader(course, "generate_feedback", NB)
     feedback = (course / "feedback" / "cy" / NB / f"{NB}.html").read_text()
     assert "group_losses" in feedback and "Score: 5.0 / 8.0" in feedback

@@ -1,26 +1,43 @@
 """The corpus of hostile submissions in tests/submissions/: each is graded with a plain message per
-broken exercise, the other exercises keep their marks, and no file is written."""
+broken exercise, the other exercises keep their marks, and nothing on disk changes — the course's
+files, its model and activation caches, the other submissions. Graded two at a time, isolated."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.submissions.build import HERE, SUBMISSIONS, TIME_LIMIT, UNREADABLE, files
 from tests.test_grade_cli import POINTS, grade_cli
+from utils.grading.sandbox import isolation
+from utils.paths import cache_dir
+
+pytestmark = pytest.mark.skipif(not isolation()[0], reason=f"needs bubblewrap: {isolation()[1]}")
 
 
 def digests() -> dict[str, tuple[str, int]]:
     return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in sorted(HERE.iterdir())}
 
 
+def course_state() -> dict[str, str]:
+    """Every file git tracks in the course, and every file of the converted model's cache, by content."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    paths = [ROOT / name for name in tracked.split("\0") if name and (ROOT / name).is_file()]
+    paths += sorted(p for p in cache_dir().glob("smollm2-135m-*/*") if p.is_file())
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
 @pytest.fixture(scope="module")
 def graded():
-    before = digests()
-    run = grade_cli(HERE, "--json", "--timeout", str(TIME_LIMIT))
+    before, course = digests(), course_state()
+    run = grade_cli(HERE, "--json", "--timeout", str(TIME_LIMIT), "--jobs", "2")
     assert digests() == before, "grading wrote to a submission"
+    assert course_state() == course, "grading changed a course file or the model's cache"
+    assert not (cache_dir() / "planted.txt").exists()
     return run
 
 

@@ -14,7 +14,8 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from utils.data import repeated_random_tokens
-from utils.grading import Case, Checks, Exercise
+from utils.grading.checks import Checks
+from utils.grading.engine import Case, Exercise
 from utils.models import load_model
 from utils.references import chapter00 as ref
 

@@ -17,7 +17,8 @@ from jaxtyping import Float
 from matplotlib.axes import Axes
 from torch import Tensor
 
-from utils.grading import Case, Checks, Exercise
+from utils.grading.checks import Checks
+from utils.grading.engine import Case, Exercise
 from utils.references import chapter01 as ref
 from utils.toy_models import AbsModel
 

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from utils.grading import Case, Checks, Exercise, match
+from utils.grading.checks import Checks
+from utils.grading.engine import Case, Exercise, match
 from utils.models import load_model
 from utils.references import chapter02 as ref
 from utils.references.chapter01 import generate_batch

@@ -21,7 +21,8 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from utils.data import repeated_random_tokens
-from utils.grading import Case, Checks, Exercise
+from utils.grading.checks import Checks
+from utils.grading.engine import Case, Exercise
 from utils.models import load_model
 from utils.patching import final_logits
 from utils.references import chapter03 as ref

@@ -18,7 +18,8 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from utils.feature_circuits import K, Nodes
-from utils.grading import Case, Checks, Exercise
+from utils.grading.checks import Checks
+from utils.grading.engine import Case, Exercise
 from utils.references import chapter04a as ref
 from utils.sae.latents import max_activating_html
 from utils.sae.model import encode

@@ -44,7 +44,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from utils.grading import Case, Checks, Exercise, match
+from utils.grading.checks import Checks
+from utils.grading.engine import Case, Exercise, match
 from utils.paths import SAE_HOOK
 from utils.references import chapter04b as ref
 from utils.sae.model import encode

@@ -29,7 +29,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from utils.grading import Case, Checks, Exercise
+from utils.grading.checks import Checks
+from utils.grading.engine import Case, Exercise
 from utils.models import load_model
 from utils.paths import STEER_HOOK
 from utils.references import chapter04c as ref

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from utils.device import one_thread
-from utils.grading import Case, Checks, Exercise
+from utils.grading.checks import Checks
+from utils.grading.engine import Case, Exercise
 from utils.references import chapter04d as ref
 from utils.references.chapter04d import group_losses, keep_half, route_gradients, routing_mask
 

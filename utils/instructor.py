@@ -20,6 +20,7 @@ a determined learner could monkey-patch them; `utils.grade` cannot be fooled tha
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -31,7 +32,10 @@ from utils.paths import SOLUTIONS_DIR as SOLUTIONS
 CONFIG = '''\
 """nbgrader configuration for a class taught from mechinterp-course (made by `python -m utils.instructor init`)."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 c = get_config()  # noqa: F821 - nbgrader provides get_config
 
@@ -49,7 +53,30 @@ c.Execute.interrupt_on_timeout = True
 # Keep a learner's huge printed output from bloating the feedback.
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 50
+# Autograde in the course's sandboxed kernel (kernels/{kernel}/kernel.json beside this file): read-only
+# files, no network, memory/CPU/process caps. It talks over Unix sockets: a kernel without network can't
+# reach TCP ports. The references stay visible there (the check cells need them): `crosscheck` is the
+# authority on submissions that delegate to them.
+os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [{root!r}, os.environ.get("JUPYTER_PATH")]))
+c.Execute.kernel_name = {kernel!r}
+c.KernelManager.transport = "ipc"
+# an absolute socket path: the grader and the kernel run in different folders
+_sockets = tempfile.mkdtemp(prefix="mechinterp-ipc-")
+atexit.register(shutil.rmtree, _sockets, ignore_errors=True)
+c.KernelManager.ip = os.path.join(_sockets, "kernel")
 '''
+KERNEL = "mechinterp-grading"
+
+
+def grading_kernelspec(memory_gb: float = 4.0) -> dict:
+    """The kernelspec nbgrader's autograde uses: the course's launcher (limits, bubblewrap) around ipykernel."""
+    launcher = [sys.executable, "-m", "utils.grading.launch", f"--memory-gb={memory_gb}", "--isolate", "--"]
+    return {
+        "argv": [*launcher, sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "mechinterp grading (sandboxed)",
+        "language": "python",
+        "env": {"PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"},
+    }
 
 
 def init_course(course_dir: Path, course_id: str = "mechinterp") -> list[str]:
@@ -65,8 +92,11 @@ def init_course(course_dir: Path, course_id: str = "mechinterp") -> list[str]:
             link.unlink()
         link.symlink_to(os.path.relpath(notebook, folder))
         assignments.append(notebook.stem)
-    config = CONFIG.format(course_id=course_id, root=str(course_dir), db=str(course_dir / "gradebook.db"))
+    config = CONFIG.format(course_id=course_id, root=str(course_dir), db=str(course_dir / "gradebook.db"), kernel=KERNEL)
     (course_dir / "nbgrader_config.py").write_text(config)
+    spec = course_dir / "kernels" / KERNEL
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps(grading_kernelspec(), indent=1))
     return assignments
 
 
@@ -83,15 +113,22 @@ def nbgrader_scores(course_dir: Path) -> dict[tuple[str, str], dict[str, float]]
     return scores
 
 
-def crosscheck(course_dir: Path, time_limit: float = 60.0) -> list[str]:
-    """Disagreements between nbgrader's gradebook and `utils.grade` on every autograded submission."""
-    from utils.grade import grade_notebook
+def crosscheck(course_dir: Path, time_limit: float = 60.0, jobs: int = 1) -> list[str]:
+    """Disagreements between nbgrader's gradebook and `utils.grade` on every autograded submission
+    (``jobs`` at once). A submission that delegates to the references, which nbgrader's kernel can
+    reach, is listed for each exercise it got that way, with `utils.grade`'s message saying so."""
+    from utils.grading.batch import Options, grade_many
 
+    scores = sorted(nbgrader_scores(course_dir).items())
+    paths = [course_dir / "submitted" / student / assignment / f"{assignment}.ipynb" for (assignment, student), _ in scores]
+    results = grade_many(paths, Options(time_limit=time_limit), jobs=jobs, progress=False)
     problems = []
-    for (assignment, student), grades in sorted(nbgrader_scores(course_dir).items()):
-        path = course_dir / "submitted" / student / assignment / f"{assignment}.ipynb"
-        report = grade_notebook(path, time_limit=time_limit)
-        for exercise in report["exercises"]:
+    for ((assignment, student), grades), result in zip(scores, results):
+        if "report" not in result:
+            why = result.get("unreadable") or result.get("failed")
+            problems.append(f"{student} / {assignment}: utils.grade could not grade it ({why})")
+            continue
+        for exercise in result["report"]["exercises"]:
             theirs = grades.get(f"check_{exercise['id']}")
             if theirs is None or abs(theirs - exercise["points"]) > 1e-9:
                 problems.append(
@@ -106,13 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["init", "crosscheck"])
     parser.add_argument("course_dir", type=Path)
     parser.add_argument("--course-id", default="mechinterp")
+    parser.add_argument("--jobs", type=int, default=1, help="crosscheck: submissions graded at once")
     args = parser.parse_args(argv)
     if args.command == "init":
         for assignment in init_course(args.course_dir, args.course_id):
             print(f"source/{assignment}/{assignment}.ipynb -> {SOLUTIONS.relative_to(ROOT)}/{assignment}.ipynb")
         print(f"nbgrader course ready in {args.course_dir}: cd there and run nbgrader commands")
         return 0
-    problems = crosscheck(args.course_dir.resolve())
+    problems = crosscheck(args.course_dir.resolve(), jobs=args.jobs)
     for problem in problems:
         print(problem)
     print("nbgrader and utils.grade agree on every submission" if not problems else f"{len(problems)} disagreement(s)")

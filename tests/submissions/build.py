@@ -158,6 +158,148 @@ SUBMISSIONS: dict[str, Submission] = {
         ],
         expected={"ablated_loss": "changed the model's weights in place"},
     ),
+    "00_delegates": Submission(  # uses the answers instead of writing them
+        replace={
+            "single_token_names": """
+                from utils.references.chapter00 import single_token_names as reference
+
+                def single_token_names(model, names):
+                    return reference(model, names)
+            """,
+            "previous_token_scores": """
+                import utils
+
+                def previous_token_scores(patterns):
+                    namespace = {}
+                    exec(open(utils.__path__[0] + "/references/chapter00.py").read(), namespace)  # no import statement
+                    return namespace["previous_token_scores"](patterns)
+            """,
+            "induction_scores": """
+                import importlib
+
+                def induction_scores(patterns, seq_len):
+                    return importlib.import_module("utils.references." + "chapter00").induction_scores(patterns, seq_len)
+            """,
+            "logit_lens": """
+                import sys
+
+                def logit_lens(model, tokens):
+                    sys.meta_path[:] = [f for f in sys.meta_path if "Withhold" not in type(f).__name__]
+                    sys.modules.pop("utils.references.chapter00", None)
+                    import utils.references.chapter00 as real  # the file itself, now that nothing intercepts
+
+                    return real.logit_lens(model, tokens)
+            """,
+        },
+        expected={
+            "single_token_names": "uses the course's reference implementation `utils.references.chapter00.single_token_names`",
+            "previous_token_scores": "Permission denied",
+            "induction_scores": "uses the course's reference implementation `utils.references.chapter00.induction_scores`",
+            "logit_lens": "raised",
+        },
+    ),
+    "00_tampers": Submission(  # tries to change the course, its caches and the grade of whoever comes next
+        replace={
+            "attention_pattern": """
+                import utils.chapter00
+
+                def attention_pattern(q, k):
+                    with open(utils.chapter00.__file__, "a") as module:
+                        module.write("\\nEXERCISES = []\\n")
+                    return None
+            """,
+            "residual_norms": """
+                from utils.paths import cache_dir
+
+                def residual_norms(model, tokens):
+                    (cache_dir() / "planted.txt").write_text("the next learner's grade")
+                    return None
+            """,
+            "ablated_loss": """
+                import glob
+                import os
+
+                def ablated_loss(model, tokens, layer, head):
+                    for path in glob.glob(os.environ["COURSE_CACHE_DIR"] + "/smollm2-135m-*/model.safetensors"):
+                        os.remove(path)
+                    return 0.0
+            """,
+        },
+        added=[
+            """
+            # at import time: fails quietly, leaving the correct exercises to be graded as usual
+            import pathlib
+
+            import utils
+
+            for target in [pathlib.Path(utils.__path__[0]) / "grading" / "engine.py", pathlib.Path.home() / "notes.txt"]:
+                try:
+                    target.write_text("tampered")
+                except OSError:
+                    pass
+            """,
+        ],
+        expected={
+            "attention_pattern": "Read-only file system",
+            "residual_norms": "Read-only file system",
+            "ablated_loss": "Read-only file system",
+        },
+    ),
+    "00_snoops": Submission(  # reads what it must not: another submission, the system, the network
+        replace={
+            "residual_norms": """
+                import pathlib
+
+                import utils
+
+                def residual_norms(model, tokens):
+                    other = pathlib.Path(utils.__path__[0]).parent / "tests" / "submissions" / "00_crashes.ipynb"
+                    raise ValueError(other.read_text()[:200])  # the contents would land in the report
+            """,
+            "single_token_names": """
+                def single_token_names(model, names):
+                    return [open("/etc/shadow").read()[:20]]
+            """,
+            "logit_lens": """
+                import socket
+
+                def logit_lens(model, tokens):
+                    socket.create_connection(("127.0.0.1", 8888), timeout=2)
+                    return None
+            """,
+        },
+        expected={
+            "residual_norms": "raised FileNotFoundError",
+            "single_token_names": "raised FileNotFoundError",
+            "logit_lens": "raised",
+        },
+    ),
+    "00_bombs": Submission(  # exhausts the machine
+        replace={
+            "induction_scores": """
+                import torch
+
+                def induction_scores(patterns, seq_len):
+                    hoard = []
+                    while True:  # ~256 MB a step, until something stops it
+                        hoard.append(torch.ones(64, 1024, 1024))
+            """,
+            "ablated_loss": """
+                import os
+
+                def ablated_loss(model, tokens, layer, head):
+                    while True:  # a fork bomb
+                        try:
+                            os.fork()
+                        except OSError:
+                            pass
+            """,
+        },
+        expected={
+            "induction_scores": "used more than the 4 GB of memory a kernel may use",
+            "ablated_loss": "processes, so the kernel was stopped",
+        },
+    ),
     "00_empty": Submission(
         empty=True,
         expected={

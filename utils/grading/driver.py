@@ -21,6 +21,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,11 @@ from typing import Any
 import nbformat
 import torch
 
+from utils.course import REFERENCE_MODULES
 from utils.grading.engine import Case, Exercise, Outcome, Result, failed, judge, reference_outputs
 from utils.grading.notebook import cells_to_run, chapter_of, exercises_of, read_notebook
+from utils.grading.sandbox import KERNEL_ENV, Limits, Sandbox, warn_once_if_not_isolated
+from utils.grading.watchdog import Watchdog
 from utils.grading.wire import case_to_wire, from_wire
 from utils.paths import ROOT
 
@@ -42,11 +46,15 @@ class KernelGone(Exception):
 
 
 class GradingKernel:
-    """A fresh IPython kernel for one notebook, restarted if the learner's code kills or hangs it."""
+    """A fresh IPython kernel for one notebook, in its sandbox, replaced if the learner's code kills
+    or hangs it. ``withheld``: the reference modules the kernel may not use (the graded chapter's)."""
 
-    def __init__(self, workdir: Path, scratch: Path):
-        self.workdir, self.scratch = workdir, scratch
+    def __init__(self, scratch: Path, withheld: Sequence[str] = (), limits: Limits | None = None, isolate: bool = True):
+        self.scratch, self.withheld = scratch, list(withheld)
+        self.limits, self.isolate = limits or Limits(), isolate
         self.client: Any = None
+        self.sandbox: Sandbox | None = None
+        self.watchdog: Watchdog | None = None
         self.counter = 0
 
     def start(self) -> None:
@@ -54,24 +62,24 @@ class GradingKernel:
         from jupyter_client.manager import AsyncKernelManager
         from nbclient import NotebookClient
 
-        # Always this interpreter's own kernel, whatever kernelspecs the user has installed.
-        km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[]))
-        nb = nbformat.v4.new_notebook()
-        self.client = NotebookClient(
-            nb, km=km, timeout=None, allow_errors=True, resources={"metadata": {"path": str(self.workdir)}}
+        warn_once_if_not_isolated(self.isolate)
+        self.sandbox = Sandbox(self.scratch, self.withheld, self.limits, self.isolate)
+        self.counter += 1
+        km = AsyncKernelManager(
+            kernel_name="course-grading",
+            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(self.sandbox.write_kernelspec())]),
+            transport="ipc",  # Unix sockets in the scratch folder: the sandbox has no network
+            ip=str(self.scratch / f"ipc{self.counter}"),
+            connection_file=str(self.scratch / f"connection{self.counter}.json"),
         )
-        env = dict(os.environ)
-        env.update(
-            MPLBACKEND="Agg",
-            TQDM_DISABLE="1",
-            COURSE_GRADING="1",
-            OMP_WAIT_POLICY="PASSIVE",
-            PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        )
+        resources = {"metadata": {"path": str(self.scratch)}}  # the kernel's working directory
+        self.client = NotebookClient(nbformat.v4.new_notebook(), km=km, timeout=None, allow_errors=True, resources=resources)
+        env = {**os.environ, **KERNEL_ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self._log = open(self.scratch / "kernel.log", "ab")  # the kernel's own chatter stays out of the report
         self._context = self.client.setup_kernel(env=env, stdout=self._log, stderr=self._log)
         self._context.__enter__()
-        self.execute("import utils.grading.kernel\nutils.grading.kernel.bootstrap()", 120)
+        self.watchdog = Watchdog(km.provisioner.process.pid, self.limits, self.sandbox.anonymous_memory)
+        self.execute(f"import utils.grading.kernel\nutils.grading.kernel.bootstrap({self.withheld!r})", 120)
 
     def stop(self) -> None:
         from jupyter_core.utils import run_sync
@@ -82,8 +90,20 @@ class GradingKernel:
             with contextlib.suppress(Exception):
                 if self.client.km is not None and self.client.km.has_kernel:
                     run_sync(self.client.km.shutdown_kernel)(now=True)
+            self.watchdog.stop()  # and kills whatever the kernel left running
+            self.sandbox.cleanup()
             self.client = None
             self._log.close()
+
+    def death(self) -> str:
+        """Why the kernel died, in the words of a grade message."""
+        if self.watchdog.reason:
+            return self.watchdog.reason
+        if self.sandbox.hit_memory_limit():
+            return f"used more than the {self.limits.memory_gb:g} GB of memory a kernel may use, so the kernel was stopped"
+        if self.watchdog.cpu_seconds >= 0.9 * self.limits.cpu_seconds:
+            return f"used up the kernel's {self.limits.cpu_seconds} s of CPU time, so the kernel was stopped"
+        return "stopped the kernel (did it call exit() or os._exit(), or crash?)"
 
     def restart(self) -> None:
         self.stop()
@@ -100,10 +120,9 @@ class GradingKernel:
             self.client.execute_cell(cell, 0)
         except (CellTimeoutError, DeadKernelError) as error:
             died = isinstance(error, DeadKernelError)
+            message = self.death() if died else "ignored the time limit, so the kernel was restarted"
             self.restart()
-            if died:
-                raise KernelGone("stopped the kernel (did it call exit() or os._exit(), or crash?)") from None
-            raise KernelGone("ignored the time limit, so the kernel was restarted") from None
+            raise KernelGone(message) from None
 
     def file(self, suffix: str) -> Path:
         self.counter += 1
@@ -150,26 +169,41 @@ def _result(
     return judge(exercise, cases, expected, outcomes)
 
 
-def expected_outputs(exercises: Sequence[Exercise]) -> list[tuple[list[Case], list[Any]]]:
-    """Every exercise's cases (hidden ones included) and the reference's outputs on them."""
-    torch.manual_seed(0)
-    out = []
-    for exercise in exercises:
-        cases = list(exercise.cases())
-        out.append((cases, reference_outputs(exercise, cases)))
-    return out
+_EXPECTED: dict[str, list[tuple[list[Case], list[Any]]]] = {}
+_EXPECTED_LOCK = threading.Lock()
 
 
-def grade_notebook(path: Path | str, time_limit: float = DEFAULT_TIME_LIMIT) -> dict[str, Any]:
-    """Grade one notebook; returns the grading contract's object. Raises `NotebookUnreadable`."""
+def expected_outputs(chapter: str, exercises: Sequence[Exercise]) -> list[tuple[list[Case], list[Any]]]:
+    """Every exercise's cases (hidden ones included) and the reference's outputs on them; computed once
+    per chapter and process (they are deterministic), so a worker grading a class pays for them once."""
+    with _EXPECTED_LOCK:
+        if chapter not in _EXPECTED:
+            torch.manual_seed(0)
+            out = []
+            for exercise in exercises:
+                cases = list(exercise.cases())
+                out.append((cases, reference_outputs(exercise, cases)))
+            _EXPECTED[chapter] = out
+        return _EXPECTED[chapter]
+
+
+def grade_notebook(
+    path: Path | str, time_limit: float = DEFAULT_TIME_LIMIT, limits: Limits | None = None, isolate: bool = True
+) -> dict[str, Any]:
+    """Grade one notebook; returns the grading contract's object. Raises `NotebookUnreadable`.
+
+    The learner's code runs in a sandboxed kernel (`utils.grading.sandbox`; ``isolate=False`` keeps the
+    resource limits but not the isolation) that cannot use the chapter's reference implementations.
+    """
     path = Path(path)
     nb = read_notebook(path)
-    exercises = exercises_of(chapter_of(path, nb))
+    chapter = chapter_of(path, nb)
+    exercises = exercises_of(chapter)
     sources = cells_to_run(nb)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="course-grade-") as scratch, concurrent.futures.ThreadPoolExecutor(1) as pool:
-        references = pool.submit(expected_outputs, exercises)  # the reference runs here while the kernel starts
-        kernel = GradingKernel(path.parent.resolve(), Path(scratch))
+        references = pool.submit(expected_outputs, chapter, exercises)  # the reference runs here while the kernel starts
+        kernel = GradingKernel(Path(scratch), [REFERENCE_MODULES[chapter]], limits, isolate)
         try:
             kernel.start()
             cell_errors: dict[str, str] = {}

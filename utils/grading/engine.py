@@ -182,6 +182,10 @@ def _index(mask: torch.Tensor) -> list[int]:
 # Calling the learner's function safely
 
 
+class ReferenceUnavailable(Exception):
+    """Raised inside a grading kernel by every function of the reference module it may not use."""
+
+
 class GradingTimeout(BaseException):
     """Raised inside the learner's code when it runs past the time limit (BaseException, so a
     bare ``except Exception`` in the learner's code does not swallow it)."""
@@ -241,6 +245,11 @@ def error_message(error: BaseException) -> str:
     """A one-line, plain description of an exception raised by the learner's code."""
     if isinstance(error, NotImplementedError):
         return "not implemented yet (the function still raises NotImplementedError)"
+    if isinstance(error, ReferenceUnavailable):
+        return (
+            f"uses the course's reference implementation {error} (directly or through a course helper built on it), "
+            "which is withheld while grading: write the function yourself"
+        )
     if isinstance(error, GradingTimeout):
         return "took too long and was stopped (an endless loop?)"
     if isinstance(error, SystemExit):
@@ -298,12 +307,14 @@ def call_learner(fn: Callable[..., Any], case: Case, seconds: float | None = Non
 
 
 def judge(exercise: Exercise, cases: Sequence[Case], expected: Sequence[Any], outcomes: Sequence[Outcome]) -> Result:
-    """All-or-nothing per exercise: every case must pass. The message names the first failure."""
+    """All-or-nothing per exercise: every case must pass. The message names the first failure (a hidden
+    case by that word only: its label describes its inputs, which grading never shows)."""
     total = len(cases)
     for number, (case, want, outcome) in enumerate(zip(cases, expected, outcomes), start=1):
         problem = outcome.error if outcome.error is not None else exercise.judge_value(want, outcome.value)
         if problem is not None:
-            message = f"case {number} of {total} ({case.label}): {problem}"
+            label = "a hidden case, of the same kind as the ones your notebook checks" if case.hidden else case.label
+            message = f"case {number} of {total} ({label}): {problem}"
             if exercise.hint and outcome.error is None:
                 message += f". Hint: {exercise.hint}"
             return Result(exercise.function, 0.0, exercise.points, False, message)

@@ -10,18 +10,20 @@ cell may have changed globally (monkey-patched torch or course code, default dty
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import io
 import json
 import sys
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from utils.grading.engine import Case, GradingTimeout, call_learner, describe, error_message, time_limit
+from utils.grading.engine import Case, GradingTimeout, ReferenceUnavailable, call_learner, describe, error_message, time_limit
 from utils.grading.wire import portable, resolve_models
 
 MAX_PRINTED = 2000  # characters of the learner's printed output kept (the rest is swallowed)
@@ -65,8 +67,58 @@ def _guarded_objects() -> list[Any]:
     return modules + classes
 
 
-def bootstrap() -> None:
-    """Remember torch's (and the course's) namespaces before any learner code runs."""
+class Withheld(types.ModuleType):
+    """A reference module as a grading kernel sees it: every name is a function that raises
+    `ReferenceUnavailable`, so a notebook (and the course's helpers) still import, but nothing
+    graded can delegate to the answers."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        qualified = f"`{self.__name__}.{name}`"
+
+        def withheld(*args: Any, **kwargs: Any) -> Any:
+            raise ReferenceUnavailable(qualified)
+
+        withheld.__name__ = withheld.__qualname__ = name
+        return withheld
+
+
+class WithholdReferences(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """First on ``sys.meta_path``: imports of the withheld modules get a `Withheld` module."""
+
+    def __init__(self, modules: Sequence[str]):
+        self.modules = set(modules)
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        return importlib.util.spec_from_loader(fullname, self) if fullname in self.modules else None
+
+    def create_module(self, spec: Any) -> types.ModuleType:
+        return Withheld(spec.name)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        pass
+
+    def enforce(self) -> None:
+        """(Re)install the finder first and drop any real copy of a withheld module."""
+        if not sys.meta_path or sys.meta_path[0] is not self:
+            sys.meta_path[:] = [self] + [f for f in sys.meta_path if f is not self]
+        for name in self.modules:
+            if name in sys.modules and not isinstance(sys.modules[name], Withheld):
+                del sys.modules[name]
+                parent, _, leaf = name.rpartition(".")
+                if parent in sys.modules and isinstance(getattr(sys.modules[parent], leaf, None), types.ModuleType):
+                    delattr(sys.modules[parent], leaf)
+
+
+_GUARD = WithholdReferences([])
+
+
+def bootstrap(withheld: Sequence[str] = ()) -> None:
+    """Before any learner code runs: withhold the graded chapter's reference module, and remember
+    torch's (and the course's) namespaces so that `reset_global_state` can restore them."""
+    _GUARD.modules = set(withheld)
+    _GUARD.enforce()
     _SNAPSHOT.clear()
     for obj in _guarded_objects():
         _SNAPSHOT.append((obj, dict(vars(obj))))
@@ -79,6 +131,7 @@ def reset_global_state() -> None:
 
     import numpy
 
+    _GUARD.enforce()
     for obj, saved in _SNAPSHOT:
         current = dict(vars(obj))
         for name, value in saved.items():

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from utils.references.chapter02 import sae_forward, sae_loss
-from utils.sae.base import Params, SAEConfig, pre_activations
+from utils.sae.base import Params, SAEConfig
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class ReLU:
         return params
 
     def encode(self, params: Params, x: Tensor, k: int | None = None) -> Tensor:
-        return torch.relu(pre_activations(params, x))
+        return self.forward_fn(x, params["W_enc"], params["b_enc"], params["W_dec"], params["b_dec"])[0]
 
     def loss(self, params: Params, x: Tensor, cfg: SAEConfig, dead: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         acts, x_hat = self.forward_fn(x, params["W_enc"], params["b_enc"], params["W_dec"], params["b_dec"])
