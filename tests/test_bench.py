@@ -28,3 +28,16 @@ def test_quick_benchmark_reports_every_section(tmp_path):
     assert len(scaling) == 3 and all("error" not in row and row["train_seconds"] > 0 for row in scaling)
     markdown = (tmp_path / "latest.md").read_text()
     assert all(f"**{section}**" in markdown for section in results["sections"]) and "variance_explained" in markdown
+
+
+def test_quick_grading_benchmarks_report_throughput_and_what_isolation_costs(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "bench.run", "--quick", "--only", "throughput", "isolation", "--out", str(tmp_path)]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    sections = json.loads((tmp_path / "latest.json").read_text())["sections"]
+    one, two = sections["throughput"]
+    assert (one["workers"], two["workers"]) == (1, 2) and one["notebooks"] == two["notebooks"] == 2
+    assert one["notebooks_per_minute"] > 0 and two["same_reports_as_1_worker"] is True
+    isolated, not_isolated = sections["isolation"]
+    assert isolated["score"] == not_isolated["score"] == "8 / 8"
