@@ -40,8 +40,8 @@ def model():
 
 
 def wrong_implementations(chapter: str) -> list[tuple[str, str, object]]:
-    """(exercise function, mistake, implementation) for every fixture in tests/wrong/chapterNN.py."""
-    module = importlib.import_module(f"tests.wrong.chapter{chapter}")
+    """(exercise function, mistake, implementation) for every fixture in utils/mistakes/chapterNN.py."""
+    module = importlib.import_module(f"utils.mistakes.chapter{chapter}")
     found = []
     for name, fn in inspect.getmembers(module, inspect.isfunction):
         if "__" in name and not name.startswith("_") and fn.__module__ == module.__name__:

@@ -135,8 +135,8 @@ def test_grading_kernel_sees_the_gradient_of_route_gradients(tmp_path):
 
     import nbformat
 
-    from tests.wrong import chapter04d as wrong
     from utils.grade import grade_notebook
+    from utils.mistakes import chapter04d as wrong
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     fixture = inspect.getsource(wrong.route_gradients__detach_wrong_part).replace("__detach_wrong_part", "")

@@ -21,11 +21,11 @@ def test_every_chapter_has_an_exercise_module_and_a_reference_module():
 @pytest.mark.parametrize(("chapter", "function"), EXERCISES, ids=[f"{c}-{f}" for c, f in EXERCISES])
 def test_where_names_the_six_places_of_every_exercise(chapter, function):
     places = dict(line.split(":", 1) for line in where(function) if f"chapter{chapter}" in line or f"/{chapter}_" in line)
-    assert list(places) == ["statement", "stub", "reference", "check data", "wrong fixtures", "grade"]
+    assert list(places) == ["statement", "stub", "reference", "check data", "mistakes", "grade"]
     path, line = places["reference"].strip().split(":")
     assert (ROOT / path).read_text().splitlines()[int(line) - 1].startswith(f"def {function}(")
     path, line = places["check data"].split()[0].split(":")
     assert f'function="{function}"' in (ROOT / path).read_text().splitlines()[int(line) - 1]
-    path, lines = places["wrong fixtures"].split()[0].split(":")
+    path, lines = places["mistakes"].split()[0].split(":")
     fixtures = (ROOT / path).read_text().splitlines()
     assert all(fixtures[int(n) - 1].startswith(f"def {function}__") for n in lines.split(","))

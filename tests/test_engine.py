@@ -109,7 +109,7 @@ def _exercise() -> Exercise:
         2,
         lambda: [Case((torch.arange(3.0),), "0..2"), Case((torch.ones(2, 2),), "ones", hidden=True)],
         reference=lambda x: x + 1,
-        hint="add one",
+        hints=("add one", "one more than each entry"),
     )
 
 
@@ -129,7 +129,7 @@ def test_check_failure_is_a_one_line_course_error():
         check.add_one(lambda x: x)
     assert isinstance(failure.value, CourseError) and isinstance(failure.value, AssertionError)
     (line,) = failure.value._render_traceback_()
-    assert "✗ add_one: case 1 of 1 (0..2)" in line and "Hint: add one" in line
+    assert "✗ add_one: case 1 of 1 (0..2)" in line and "Hint 1 of 2: add one. More help: check.hint(\"add_one\")" in line
     with pytest.raises(AttributeError, match="no check named 'nope'"):
         check.nope  # noqa: B018
     assert "not callable" not in run_exercise(_exercise(), 3).message

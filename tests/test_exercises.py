@@ -1,5 +1,5 @@
 """Every chapter's checks, by the same rules: the reference passes; a stub and every wrong
-implementation in tests/wrong/chapterNN.py fail; every exercise has at least two of those; the
+implementation in utils/mistakes/chapterNN.py fail; every exercise has at least two of those; the
 reference code in the solution notebook passes its own checks."""
 
 from __future__ import annotations
@@ -48,11 +48,31 @@ def test_stub_fails_with_a_plain_message(chapter, exercise):
 @pytest.mark.parametrize(
     ("chapter", "function", "mistake", "implementation"), WRONG, ids=[f"{c}-{f}__{m}" for c, f, m, _ in WRONG]
 )
-def test_wrong_implementation_is_caught(chapter, function, mistake, implementation):
+def test_wrong_implementation_is_caught_and_named(chapter, function, mistake, implementation):
+    """Every known mistake loses its points; when it returns a (wrong) value, the message names a mistake
+    that gives that value — its own, unless an earlier one gives the same value on that case."""
     result = run_exercise(exercise_of(chapter, function), implementation)
     assert not result.passed, f"{function}__{mistake} passed the check"
     assert result.points == 0
     assert result.message.startswith("case ")
+    diagnosis = " ".join(implementation.__doc__.split()).rstrip(".")
+    if "raised" not in result.message and "took too long" not in result.message:
+        assert "This is what you get when " in result.message, result.message
+        named = result.message.split("This is what you get when ", 1)[1]
+        if not named.startswith(diagnosis):
+            known = {" ".join(m.__doc__.split()).rstrip(".") for c, f, _, m in WRONG if (c, f) == (chapter, function)}
+            assert any(named.startswith(d) for d in known), named
+
+
+@pytest.mark.parametrize("chapter", sorted(EXERCISE_MODULES))
+def test_every_mistake_says_what_went_wrong_and_every_exercise_has_its_pace_and_hints(chapter):
+    """The diagnosis completes "This is what you get when …"; a ladder of two or three hints; pace 1–5."""
+    undocumented = [f"{f}__{m}" for c, f, m, fn in WRONG if c == chapter and not (fn.__doc__ or "").strip()]
+    assert undocumented == []
+    for c, exercise in EXERCISES:
+        if c == chapter:
+            assert 2 <= len(exercise.hints) <= 3, f"{exercise.function}: {len(exercise.hints)} hints"
+            assert 1 <= exercise.difficulty <= 5 and 1 <= exercise.importance <= 5 and exercise.minutes > 0, exercise.function
 
 
 @pytest.mark.parametrize("chapter", sorted(EXERCISE_MODULES))

@@ -14,9 +14,9 @@ import nbformat
 import pytest
 
 from tests.conftest import CHAPTERS, ROOT, SOLUTIONS
-from tests.wrong import chapter00 as wrong00
 from utils.chapter00 import EXERCISES
 from utils.grade import grade_notebook
+from utils.mistakes import chapter00 as wrong00
 
 NB00 = "00_transformerlens_warmup.ipynb"
 POINTS = {e.function: float(e.points) for e in EXERCISES}

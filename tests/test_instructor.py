@@ -18,10 +18,10 @@ import nbformat
 import pytest
 
 from tests.conftest import ROOT, SOLUTIONS
-from tests.wrong import chapter04d as wrong04d
 from utils.course import notebooks
 from utils.grading.sandbox import isolation
 from utils.instructor import crosscheck, init_course, nbgrader_scores
+from utils.mistakes import chapter04d as wrong04d
 
 pytestmark = pytest.mark.notebooks
 NB = "04d_gradient_routing"

@@ -82,7 +82,7 @@ EXERCISES = [
             Case((_model(), ["Ann", "Rosalind", "Dan"]), "hidden names", hidden=True),
         ],
         reference=ref.single_token_names,
-        hint="a name in the middle of a sentence is tokenized with the space before it",
+        hints=("a name in the middle of a sentence is tokenized with the space before it",),
     ),
     Exercise(
         function="residual_norms",
@@ -94,7 +94,7 @@ EXERCISES = [
         reference=ref.residual_norms,
         atol=1e-2,
         rtol=1e-3,
-        hint="n_layers + 1 rows: resid_pre of every layer, then the last layer's resid_post",
+        hints=("n_layers + 1 rows: resid_pre of every layer, then the last layer's resid_post",),
     ),
     Exercise(
         function="attention_pattern",
@@ -107,7 +107,7 @@ EXERCISES = [
         ],
         reference=ref.attention_pattern,
         atol=1e-5,
-        hint="scale by sqrt(d_head), mask future keys, softmax over keys; query head h uses key head h // group",
+        hints=("scale by sqrt(d_head), mask future keys, softmax over keys; query head h uses key head h // group",),
     ),
     Exercise(
         function="logit_lens",
@@ -119,7 +119,7 @@ EXERCISES = [
         reference=ref.logit_lens,
         atol=1e-3,
         rtol=1e-4,
-        hint="apply the final norm (model.ln_final) before unembedding, and score the token at the next position",
+        hints=("apply the final norm (model.ln_final) before unembedding, and score the token at the next position",),
     ),
     Exercise(
         function="previous_token_scores",
@@ -141,8 +141,8 @@ EXERCISES = [
         ],
         reference=ref.induction_scores,
         atol=1e-5,
-        hint="in [BOS, r_1..r_T, r_1..r_T] the second r_i (position T+i) should attend to position i+1; "
-        "average over the T positions of the second half",
+        hints=("in [BOS, r_1..r_T, r_1..r_T] the second r_i (position T+i) should attend to position i+1; "
+        "average over the T positions of the second half",),
     ),
     Exercise(
         function="ablated_loss",
@@ -154,7 +154,7 @@ EXERCISES = [
         reference=ref.ablated_loss,
         atol=1e-3,
         rtol=1e-4,
-        hint="zero one head's slice of blocks.{layer}.attn.hook_z with model.run_with_hooks(..., return_type='loss')",
+        hints=("zero one head's slice of blocks.{layer}.attn.hook_z with model.run_with_hooks(..., return_type='loss')",),
     ),
 ]
 

@@ -317,7 +317,7 @@ EXERCISES = [
         ],
         reference=ref.toy_forward,
         atol=1e-5,
-        hint="h = W x per instance (contract over features), then ReLU(Wᵀ h + b): the bias goes inside the ReLU",
+        hints=("h = W x per instance (contract over features), then ReLU(Wᵀ h + b): the bias goes inside the ReLU",),
     ),
     Exercise(
         function="generate_batch",
@@ -325,8 +325,8 @@ EXERCISES = [
         cases=lambda: [Case((20_000, BATCH_PROBABILITIES.clone()), "20,000 samples, 3 instances × 4 features, p from 0.02 to 1")],
         reference=ref.generate_batch,
         compare=_compare_batches,
-        hint="a feature is present (non-zero) with probability p, so zero with probability 1 - p; "
-        "present values are torch.rand (uniform on [0, 1))",
+        hints=("a feature is present (non-zero) with probability p, so zero with probability 1 - p; "
+        "present values are torch.rand (uniform on [0, 1))",),
     ),
     Exercise(
         function="importance_weighted_loss",
@@ -337,7 +337,7 @@ EXERCISES = [
         ],
         reference=ref.importance_weighted_loss,
         atol=1e-5,
-        hint="weight each squared error by its feature's importance, sum over features, average over the batch",
+        hints=("weight each squared error by its feature's importance, sum over features, average over the batch",),
     ),
     Exercise(
         function="feature_interference",
@@ -345,7 +345,7 @@ EXERCISES = [
         cases=_geometry_cases,
         reference=ref.feature_interference,
         atol=1e-5,
-        hint="normalise W_i (not W_j), square the dot products, and leave out j = i",
+        hints=("normalise W_i (not W_j), square the dot products, and leave out j = i",),
     ),
     Exercise(
         function="feature_dimensionality",
@@ -353,7 +353,7 @@ EXERCISES = [
         cases=_geometry_cases,
         reference=ref.feature_dimensionality,
         atol=1e-5,
-        hint="numerator ||W_i||²; denominator Σ_j (Ŵ_i·W_j)² over all j including i, with Ŵ_i = W_i / ||W_i||",
+        hints=("numerator ||W_i||²; denominator Σ_j (Ŵ_i·W_j)² over all j including i, with Ŵ_i = W_i / ||W_i||",),
     ),
     Exercise(
         function="generate_correlated_batch",
@@ -363,8 +363,8 @@ EXERCISES = [
         ],
         reference=ref.generate_correlated_batch,
         compare=_compare_correlated,
-        hint="draw one presence per pair (shape n_batch, inst, pairs) and two independent values; "
-        "pair k is features 2k and 2k+1 (einops: 'batch inst pairs two -> batch inst (pairs two)')",
+        hints=("draw one presence per pair (shape n_batch, inst, pairs) and two independent values; "
+        "pair k is features 2k and 2k+1 (einops: 'batch inst pairs two -> batch inst (pairs two)')",),
     ),
     Exercise(
         function="generate_anticorrelated_batch",
@@ -374,8 +374,8 @@ EXERCISES = [
         ],
         reference=ref.generate_anticorrelated_batch,
         compare=_compare_anticorrelated,
-        hint="a pair is active with probability 2p, and then exactly one of its two features (each with chance ½) is "
-        "present, so each feature is present with probability p; pair k is features 2k and 2k+1",
+        hints=("a pair is active with probability 2p, and then exactly one of its two features (each with chance ½) is "
+        "present, so each feature is present with probability p; pair k is features 2k and 2k+1",),
     ),
     Exercise(
         function="neuron_forward",
@@ -386,7 +386,7 @@ EXERCISES = [
         ],
         reference=ref.neuron_forward,
         atol=1e-5,
-        hint="h = ReLU(W x) (a ReLU on the hidden layer too), then ReLU(Wᵀ h + b)",
+        hints=("h = ReLU(W x) (a ReLU on the hidden layer too), then ReLU(Wᵀ h + b)",),
     ),
 ]
 

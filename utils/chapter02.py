@@ -180,10 +180,13 @@ def _compare_resample(expected: dict, got: object) -> str | None:
     return None
 
 
-def _resample_reference(x, W_enc, b_enc, W_dec, b_dec, dead, seed=0):
-    """The reference's output and the case's inputs, which `_compare_resample` needs."""
-    inputs = (x, W_enc, b_enc, W_dec, b_dec, dead, seed)
-    return {"output": ref.resample_dead_latents(*inputs), "inputs": inputs}
+def _with_inputs(fn):
+    """What the resampling check compares: the output beside the case's inputs, which `_compare_resample` needs."""
+
+    def output_and_inputs(*inputs):
+        return {"output": fn(*inputs), "inputs": inputs}
+
+    return output_and_inputs
 
 
 def _topk_case(seed: int, batch: int, d_sae: int, k: int) -> tuple[Tensor, int]:
@@ -247,7 +250,7 @@ EXERCISES = [
         ],
         reference=ref.sae_forward,
         atol=1e-5,
-        hint="latents = ReLU((x − b_dec) W_enc + b_enc); reconstruction = latents W_dec + b_dec",
+        hints=("latents = ReLU((x − b_dec) W_enc + b_enc); reconstruction = latents W_dec + b_dec",),
     ),
     Exercise(
         function="sae_loss",
@@ -258,8 +261,8 @@ EXERCISES = [
         ],
         reference=ref.sae_loss,
         atol=1e-5,
-        hint="mse = mean over the batch of Σ_d (x − x̂)²; sparsity = mean over the batch of Σ_i f_i ‖W_dec[i]‖; "
-        "loss = mse + λ · sparsity",
+        hints=("mse = mean over the batch of Σ_d (x − x̂)²; sparsity = mean over the batch of Σ_i f_i ‖W_dec[i]‖; "
+        "loss = mse + λ · sparsity",),
     ),
     Exercise(
         function="constrain_decoder",
@@ -270,8 +273,8 @@ EXERCISES = [
         ],
         reference=ref.constrain_decoder,
         atol=1e-5,
-        hint="normalise each ROW of W_dec (one per latent); remove from each row of the gradient its component "
-        "along the unit row: g − (g·ŵ) ŵ",
+        hints=("normalise each ROW of W_dec (one per latent); remove from each row of the gradient its component "
+        "along the unit row: g − (g·ŵ) ŵ",),
     ),
     Exercise(
         function="feature_recovery",
@@ -282,8 +285,8 @@ EXERCISES = [
         ],
         reference=ref.feature_recovery,
         atol=1e-5,
-        hint="cosine similarity of every true feature with every decoder row (normalise both), then the max over "
-        "decoder rows (an anti-aligned row has cosine −1: not a match)",
+        hints=("cosine similarity of every true feature with every decoder row (normalise both), then the max over "
+        "decoder rows (an anti-aligned row has cosine −1: not a match)",),
     ),
     Exercise(
         function="variance_explained",
@@ -297,7 +300,7 @@ EXERCISES = [
         ],
         reference=ref.variance_explained,
         atol=1e-5,
-        hint="1 − Σ (x − x̂)² / Σ (x − mean_batch(x))², both sums over the batch and every dimension",
+        hints=("1 − Σ (x − x̂)² / Σ (x − mean_batch(x))², both sums over the batch and every dimension",),
     ),
     Exercise(
         function="firing_stats",
@@ -308,8 +311,8 @@ EXERCISES = [
         ],
         reference=ref.firing_stats,
         compare=_compare_firing_stats,
-        hint="a latent fires when its activation is non-zero; l0 = mean over tokens of the number firing; frequency = "
-        "fraction of tokens each latent fires on; dead: frequency 0; dense: frequency > 0.1",
+        hints=("a latent fires when its activation is non-zero; l0 = mean over tokens of the number firing; frequency = "
+        "fraction of tokens each latent fires on; dead: frequency 0; dense: frequency > 0.1",),
     ),
     Exercise(
         function="resample_dead_latents",
@@ -318,11 +321,12 @@ EXERCISES = [
             Case(_resample_case(16, [4, 6]), "d_in 6, d_sae 8, latents 4 and 6 dead, 3 of 64 inputs badly reconstructed"),
             Case(_resample_case(17, [5, 6, 7]), "latents 5, 6, 7 dead"),
         ],
-        reference=_resample_reference,
+        reference=ref.resample_dead_latents,
+        wrap=_with_inputs,
         compare=_compare_resample,
-        hint="loss per input = Σ_d (x − x̂)²; draw one input per dead latent with probability ∝ loss² "
+        hints=("loss per input = Σ_d (x − x̂)²; draw one input per dead latent with probability ∝ loss² "
         "(torch.multinomial); decoder row = (x − x̂)/‖x − x̂‖, encoder column = that × 0.2 × mean alive encoder "
-        "column norm, encoder bias 0",
+        "column norm, encoder bias 0",),
     ),
     Exercise(
         function="topk_activation",
@@ -333,7 +337,7 @@ EXERCISES = [
         ],
         reference=ref.topk_activation,
         atol=1e-6,
-        hint="keep the k largest pre-activations of each row (torch.topk), ReLU them, zeros elsewhere (scatter)",
+        hints=("keep the k largest pre-activations of each row (torch.topk), ReLU them, zeros elsewhere (scatter)",),
     ),
     Exercise(
         function="auxk_loss",
@@ -344,8 +348,8 @@ EXERCISES = [
         ],
         reference=ref.auxk_loss,
         atol=1e-4,
-        hint="only dead latents may be used: mask the others to −inf, keep the top min(k_aux, n_dead), ReLU, decode "
-        "with W_dec (no bias), loss = mean over the batch of Σ_d (residual − ê)²",
+        hints=("only dead latents may be used: mask the others to −inf, keep the top min(k_aux, n_dead), ReLU, decode "
+        "with W_dec (no bias), loss = mean over the batch of Σ_d (residual − ê)²",),
     ),
     Exercise(
         function="jumprelu_backward",
@@ -356,7 +360,7 @@ EXERCISES = [
         ],
         reference=ref.jumprelu_backward,
         atol=1e-5,
-        hint="grad_x = H(x − θ)·grad_output; grad_θ = Σ_batch −(θ/ε)·K((x − θ)/ε)·grad_output with K(u) = 1 for |u| < ½",
+        hints=("grad_x = H(x − θ)·grad_output; grad_θ = Σ_batch −(θ/ε)·K((x − θ)/ε)·grad_output with K(u) = 1 for |u| < ½",),
     ),
     Exercise(
         function="gated_forward",
@@ -367,8 +371,8 @@ EXERCISES = [
         ],
         reference=ref.gated_forward,
         atol=1e-5,
-        hint="centred = x − b_dec; gate = (centred W_enc + b_gate > 0); magnitude = ReLU(centred (W_enc ⊙ exp(r_mag)) + "
-        "b_mag); latents = gate · magnitude; x̂ = latents W_dec + b_dec",
+        hints=("centred = x − b_dec; gate = (centred W_enc + b_gate > 0); magnitude = ReLU(centred (W_enc ⊙ exp(r_mag)) + "
+        "b_mag); latents = gate · magnitude; x̂ = latents W_dec + b_dec",),
     ),
     Exercise(
         function="ce_loss_with_sae",
@@ -376,16 +380,16 @@ EXERCISES = [
         cases=lambda: [Case(_ce_case(26, 2, 12, 32), "2 sequences of 12 tokens, a random SAE at blocks.6.hook_resid_pre")],
         reference=ref.ce_loss_with_sae,
         atol=1e-3,
-        hint="a hook on hook_name returns the activation with positions 1: replaced by the SAE's reconstruction "
-        "(position 0, the BOS, stays); model.run_with_hooks(tokens, return_type='loss', fwd_hooks=[...])",
+        hints=("a hook on hook_name returns the activation with positions 1: replaced by the SAE's reconstruction "
+        "(position 0, the BOS, stays); model.run_with_hooks(tokens, return_type='loss', fwd_hooks=[...])",),
     ),
     Exercise(
         function="feature_logit_effects",
         points=1,
         cases=lambda: [Case(_logit_case(27, 5), "a random direction, k = 5"), Case(_logit_case(28, 8), "k = 8")],
         reference=ref.feature_logit_effects,
-        hint="effects = direction @ W_U; top = indices of the k largest, largest first; bottom = indices of the k "
-        "most negative, most negative first",
+        hints=("effects = direction @ W_U; top = indices of the k largest, largest first; bottom = indices of the k "
+        "most negative, most negative first",),
     ),
 ]
 

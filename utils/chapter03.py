@@ -250,7 +250,7 @@ EXERCISES = [
             Case(("Then [B] met [A], and [S] smiled at", "Ann", "Dan", "Lee", "BABA"), "another template", hidden=True),
         ],
         reference=ref.ioi_prompt_pair,
-        hint="ABBA: [A]=IO, [B]=S; BABA: [A]=S, [B]=IO; [S] is S in the clean prompt and the third name in the corrupted one",
+        hints=("ABBA: [A]=IO, [B]=S; BABA: [A]=S, [B]=IO; [S] is S in the clean prompt and the third name in the corrupted one",),
     ),
     Exercise(
         function="logit_diff",
@@ -262,7 +262,7 @@ EXERCISES = [
         ],
         reference=ref.logit_diff,
         atol=1e-4,
-        hint="logit of IO minus logit of S, at the last position, one value per prompt",
+        hints=("logit of IO minus logit of S, at the last position, one value per prompt",),
     ),
     Exercise(
         function="logit_diff_directions",
@@ -273,7 +273,7 @@ EXERCISES = [
         ],
         reference=ref.logit_diff_directions,
         atol=1e-5,
-        hint="columns of model.W_U: W_U[:, io] - W_U[:, s], one row per prompt",
+        hints=("columns of model.W_U: W_U[:, io] - W_U[:, s], one row per prompt",),
     ),
     Exercise(
         function="component_dla",
@@ -285,7 +285,9 @@ EXERCISES = [
         reference=ref.component_dla,
         atol=2e-3,
         rtol=1e-3,
-        hint="cache.decompose_resid(layer=-1, pos_slice=-1) in its order, scaled by the final norm's scale of the whole stream",
+        hints=(
+            "cache.decompose_resid(layer=-1, pos_slice=-1) in its order, scaled by the final norm's scale of the whole stream",
+        ),
     ),
     Exercise(
         function="head_dla",
@@ -297,8 +299,8 @@ EXERCISES = [
         reference=ref.head_dla,
         atol=2e-3,
         rtol=1e-3,
-        hint="project each head's output at the last position on the logit-difference direction, after dividing by the "
-        "final norm's scale of the whole residual stream (cache.apply_ln_to_stack), averaged over prompts",
+        hints=("project each head's output at the last position on the logit-difference direction, after dividing by the "
+        "final norm's scale of the whole residual stream (cache.apply_ln_to_stack), averaged over prompts",),
     ),
     Exercise(
         function="patch_residual",
@@ -310,8 +312,8 @@ EXERCISES = [
         reference=ref.patch_residual,
         atol=2e-3,
         rtol=1e-3,
-        hint="run the corrupted prompts with one (layer, position) of resid_pre taken from the clean run; "
-        "(LD - LD_corrupt) / (LD_clean - LD_corrupt) with LD averaged over prompts",
+        hints=("run the corrupted prompts with one (layer, position) of resid_pre taken from the clean run; "
+        "(LD - LD_corrupt) / (LD_clean - LD_corrupt) with LD averaged over prompts",),
     ),
     Exercise(
         function="patch_heads",
@@ -323,7 +325,7 @@ EXERCISES = [
         reference=ref.patch_heads,
         atol=2e-3,
         rtol=1e-3,
-        hint="run the corrupted prompts with one head's hook_z (every position) taken from the clean run",
+        hints=("run the corrupted prompts with one head's hook_z (every position) taken from the clean run",),
     ),
     Exercise(
         function="attribution_patch",
@@ -335,8 +337,8 @@ EXERCISES = [
         reference=ref.attribution_patch,
         atol=2e-3,
         rtol=2e-3,
-        hint="(clean activation - corrupted activation) . d(mean LD)/d(activation) at the corrupted run, "
-        "summed over prompts and the last axis, divided by (LD_clean - LD_corrupt)",
+        hints=("(clean activation - corrupted activation) . d(mean LD)/d(activation) at the corrupted run, "
+        "summed over prompts and the last axis, divided by (LD_clean - LD_corrupt)",),
     ),
     Exercise(
         function="path_patch_to_logits",
@@ -348,8 +350,8 @@ EXERCISES = [
         reference=ref.path_patch_to_logits,
         atol=2e-3,
         rtol=1e-3,
-        hint="add (corrupted - clean) output of one head at the last position to the clean final residual stream, "
-        "re-apply ln_final, and measure (LD - LD_clean) / (LD_clean - LD_corrupt)",
+        hints=("add (corrupted - clean) output of one head at the last position to the clean final residual stream, "
+        "re-apply ln_final, and measure (LD - LD_clean) / (LD_clean - LD_corrupt)",),
     ),
     Exercise(
         function="path_patch_to_queries",
@@ -361,8 +363,8 @@ EXERCISES = [
         reference=ref.path_patch_to_queries,
         atol=2e-3,
         rtol=1e-3,
-        hint="only the receivers' queries see the sender's change (their keys and values stay clean); read their "
-        "output change at the last position straight into the clean final residual stream",
+        hints=("only the receivers' queries see the sender's change (their keys and values stay clean); read their "
+        "output change at the last position straight into the clean final residual stream",),
     ),
     Exercise(
         function="copying_scores",
@@ -373,7 +375,7 @@ EXERCISES = [
         ],
         reference=ref.copying_scores,
         atol=1e-6,
-        hint="names -> embedding + block 0's MLP -> ln1 -> each head's OV -> ln_final -> unembed; is the name in the top k?",
+        hints=("names -> embedding + block 0's MLP -> ln1 -> each head's OV -> ln_final -> unembed; is the name in the top k?",),
     ),
     Exercise(
         function="duplicate_token_scores",
@@ -384,7 +386,7 @@ EXERCISES = [
         ],
         reference=ref.duplicate_token_scores,
         atol=1e-5,
-        hint="position T+i (the second r_i) attends to position i (the first r_i)",
+        hints=("position T+i (the second r_i) attends to position i (the first r_i)",),
     ),
     Exercise(
         function="circuit_logit_diff",
@@ -396,7 +398,7 @@ EXERCISES = [
         reference=ref.circuit_logit_diff,
         atol=2e-3,
         rtol=1e-3,
-        hint="replace every head outside the circuit by its mean hook_z over the corrupted prompts (per position)",
+        hints=("replace every head outside the circuit by its mean hook_z over the corrupted prompts (per position)",),
     ),
 ]
 

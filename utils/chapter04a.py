@@ -306,7 +306,7 @@ EXERCISES = [
         ],
         reference=ref.logit_diff,
         atol=1e-6,
-        hint="one number per prompt: logits at the LAST position, the correct token's minus the wrong token's",
+        hints=("one number per prompt: logits at the LAST position, the correct token's minus the wrong token's",),
     ),
     Exercise(
         function="attribution",
@@ -317,8 +317,8 @@ EXERCISES = [
         ],
         reference=ref.attribution,
         atol=1e-5,
-        hint="grad · (patch − clean); per latent sum over positions, for the error node also over d_model; "
-        "then the mean over prompts; the error node's score goes LAST",
+        hints=("grad · (patch − clean); per latent sum over positions, for the error node also over d_model; "
+        "then the mean over prompts; the error node's score goes LAST",),
     ),
     Exercise(
         function="integrated_gradients",
@@ -331,8 +331,8 @@ EXERCISES = [
         reference=ref.integrated_gradients,
         probe="utils.chapter04a:ig_probe",
         atol=1e-5,
-        hint="alphas k/steps for k = 0..steps−1 (clean included, patch excluded); points = clean + α(patch − clean) "
-        "stacked on a new first dim; average grad_fn's gradients over the steps, then `attribution`",
+        hints=("alphas k/steps for k = 0..steps−1 (clean included, patch excluded); points = clean + α(patch − clean) "
+        "stacked on a new first dim; average grad_fn's gradients over the steps, then `attribution`",),
     ),
     Exercise(
         function="top_nodes",
@@ -345,8 +345,8 @@ EXERCISES = [
         reference=ref.top_nodes,
         atol=0,
         rtol=0,
-        hint="rank ALL nodes of all layers together by |score| and keep the n largest; "
-        "return one boolean mask per layer, with the same keys as scores",
+        hints=("rank ALL nodes of all layers together by |score| and keep the n largest; "
+        "return one boolean mask per layer, with the same keys as scores",),
     ),
     Exercise(
         function="mean_ablate",
@@ -357,8 +357,8 @@ EXERCISES = [
         ],
         reference=ref.mean_ablate,
         atol=1e-6,
-        hint="kept nodes keep their activation, the others take the mean (same for every prompt); "
-        "keep[-1] is the error node; both outputs keep the shape of acts",
+        hints=("kept nodes keep their activation, the others take the mean (same for every prompt); "
+        "keep[-1] is the error node; both outputs keep the shape of acts",),
     ),
     Exercise(
         function="faithfulness",
@@ -369,7 +369,7 @@ EXERCISES = [
         ],
         reference=ref.faithfulness,
         atol=1e-6,
-        hint="(m(C) − m(∅)) / (m(M) − m(∅)): 0 for the empty circuit, 1 for the full model",
+        hints=("(m(C) − m(∅)) / (m(M) − m(∅)): 0 for the empty circuit, 1 for the full model",),
     ),
 ]
 

@@ -380,8 +380,8 @@ EXERCISES = [
         ],
         reference=ref.pool,
         atol=1e-5,
-        hint="count only positions where mask is True: divide by each row's own number of real tokens; for the "
-        "max, padding must never win (fill it with -inf, not 0)",
+        hints=("count only positions where mask is True: divide by each row's own number of real tokens; for the "
+        "max, padding must never win (fill it with -inf, not 0)",),
     ),
     Exercise(
         function="sae_features",
@@ -391,8 +391,8 @@ EXERCISES = [
             Case(_sae_case(11, [7, 3, 5], 7, 10, 32, 2), "a mask with holes, 32 latents, k = 2"),
         ],
         reference=ref.sae_features,
-        hint="encode every token with the TopK SAE (chapter 02's `encode(params, x, k=k)`), binarise (1.0 where "
-        "a latent is > 0), then average over the real tokens only (your `pool`)",
+        hints=("encode every token with the TopK SAE (chapter 02's `encode(params, x, k=k)`), binarise (1.0 where "
+        "a latent is > 0), then average over the real tokens only (your `pool`)",),
     ),
     Exercise(
         function="train_probe",
@@ -403,8 +403,8 @@ EXERCISES = [
         ],
         reference=ref.train_probe,
         compare=_compare_probe,
-        hint="zero-initialised w (d,) and b (scalar), torch.optim.Adam([w, b], lr); each step the MEAN binary "
-        "cross-entropy of the logits X @ w + b, plus l1 × the sum of |w| (no penalty on b)",
+        hints=("zero-initialised w (d,) and b (scalar), torch.optim.Adam([w, b], lr); each step the MEAN binary "
+        "cross-entropy of the logits X @ w + b, plus l1 × the sum of |w| (no penalty on b)",),
     ),
     Exercise(
         function="accuracy",
@@ -413,7 +413,7 @@ EXERCISES = [
                        Case(_accuracy_case(31, 64, 3), "64 rows, 3 features")],
         reference=ref.accuracy,
         atol=1e-6,
-        hint="predict class 1 where the logit X @ w + b is positive; return the fraction right as a float",
+        hints=("predict class 1 where the logit X @ w + b is positive; return the fraction right as a float",),
     ),
     Exercise(
         function="select_latents",
@@ -422,8 +422,8 @@ EXERCISES = [
                        Case(_select_case(41, 200, 50, 12), "200 rows, 50 columns, k = 12")],
         reference=ref.select_latents,
         compare=_compare_indices,
-        hint="score each column by |mean over rows of class 1 − mean over rows of class 0| (a shift down counts "
-        "as much as a shift up) and return the k best indices, best first",
+        hints=("score each column by |mean over rows of class 1 − mean over rows of class 0| (a shift down counts "
+        "as much as a shift up) and return the k best indices, best first",),
     ),
 ]
 

@@ -330,8 +330,8 @@ EXERCISES = [
         reference=ref.causal_transform,
         atol=1e-6,
         rtol=1e-5,
-        hint="float64; mean over tokens (W_U's columns); Cov = centredᵀ centred / d_vocab (not d_vocab - 1); "
-        "A = V diag(1/√λ) Vᵀ from torch.linalg.eigh(Cov), the symmetric inverse square root",
+        hints=("float64; mean over tokens (W_U's columns); Cov = centredᵀ centred / d_vocab (not d_vocab - 1); "
+        "A = V diag(1/√λ) Vᵀ from torch.linalg.eigh(Cov), the symmetric inverse square root",),
     ),
     Exercise(
         function="concept_direction",
@@ -343,8 +343,8 @@ EXERCISES = [
         reference=ref.concept_direction,
         atol=1e-8,
         rtol=1e-6,
-        hint="g[y1] - g[y0] for every pair, the mean over pairs, then divide by its norm (normalise the mean, "
-        "not each difference)",
+        hints=("g[y1] - g[y0] for every pair, the mean over pairs, then divide by its norm (normalise the mean, "
+        "not each difference)",),
     ),
     Exercise(
         function="inner_products",
@@ -357,8 +357,8 @@ EXERCISES = [
         reference=ref.inner_products,
         atol=1e-8,
         rtol=1e-6,
-        hint="transform every direction by A (x -> A x) first, THEN normalise each to unit length; "
-        "the (i, j) entry is the cosine between directions i and j",
+        hints=("transform every direction by A (x -> A x) first, THEN normalise each to unit length; "
+        "the (i, j) entry is the cosine between directions i and j",),
     ),
     Exercise(
         function="probe_scores",
@@ -370,8 +370,8 @@ EXERCISES = [
         reference=ref.probe_scores,
         atol=1e-8,
         rtol=1e-6,
-        hint="for pair i: the unit mean difference of the OTHER pairs, the threshold = the mean projection of the other "
-        "pairs' 2(n-1) words, and the score of each held-out word = its projection minus that threshold",
+        hints=("for pair i: the unit mean difference of the OTHER pairs, the threshold = the mean projection of the other "
+        "pairs' 2(n-1) words, and the score of each held-out word = its projection minus that threshold",),
     ),
     Exercise(
         function="steer",
@@ -383,8 +383,8 @@ EXERCISES = [
         reference=ref.steer,
         atol=1e-3,
         rtol=1e-4,
-        hint=f"hook {STEER_HOOK!r} (after the final norm, so the logits are linear in what you add), add "
-        "alpha * direction at the last position, and return the logits of the last position [batch, d_vocab]",
+        hints=(f"hook {STEER_HOOK!r} (after the final norm, so the logits are linear in what you add), add "
+        "alpha * direction at the last position, and return the logits of the last position [batch, d_vocab]",),
     ),
 ]
 

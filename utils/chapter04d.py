@@ -310,8 +310,16 @@ EXERCISES = [
         points=2,
         cases=_mask_cases,
         reference=ref.routing_mask,
-        hint="a float 0/1 mask of shape (batch, latent_dim): ones in the first latent_dim // 2 columns for "
-        "digits 0–4, in the other columns for digits 5–9",
+        hints=(
+            "Each entry answers two questions: is this image a digit 0–4, and is this dimension in the first half? "
+            "The mask is 1 exactly when the two answers agree.",
+            "Build one answer per image as a [batch, 1] column from the labels, one per dimension as a [latent_dim] "
+            "row from torch.arange(latent_dim); broadcasting combines them into [batch, latent_dim].",
+            "Compare, then convert: the check wants float zeros and ones (it multiplies the encoding), not booleans.",
+        ),
+        difficulty=1,
+        importance=3,
+        minutes=5,
     ),
     Exercise(
         function="route_gradients",
@@ -323,7 +331,15 @@ EXERCISES = [
         reference=ref.route_gradients,
         probe="utils.chapter04d:value_and_gradient",
         atol=1e-6,
-        hint="the forward value must be h itself: mask·h + (1 − mask)·h.detach()",
+        hints=(
+            "The output must have exactly h's value; only the backward pass may change.",
+            "x.detach() has x's value and no gradient: split h into a part that carries gradient and a part that "
+            "does not, and add them back up to h.",
+            "The mask says which part is which: where it is 1 the gradient flows to h, where it is 0 it must not.",
+        ),
+        difficulty=2,
+        importance=5,
+        minutes=5,
     ),
     Exercise(
         function="routed_gradient",
@@ -334,8 +350,16 @@ EXERCISES = [
         ],
         reference=ref.routed_gradient,
         atol=1e-6,
-        hint="make a leaf copy of h that requires grad, backpropagate (route_gradients(h, mask) * upstream).sum(), "
-        "return its .grad; it should equal mask * upstream",
+        hints=(
+            "Autograd hands out gradients only for leaf tensors that require grad: start from such a copy of h.",
+            "If the scalar you backpropagate is the sum of (routed tensor × upstream), the gradient arriving at the "
+            "routed tensor is exactly upstream.",
+            "After backward(), the answer is in the leaf's .grad; run it all under torch.enable_grad() so that it also "
+            "works where gradients are switched off.",
+        ),
+        difficulty=2,
+        importance=3,
+        minutes=10,
     ),
     Exercise(
         function="group_losses",
@@ -346,7 +370,16 @@ EXERCISES = [
         ],
         reference=ref.group_losses,
         atol=1e-6,
-        hint="per image, the mean over pixels of the squared error; per group, the mean over the images in that group",
+        hints=(
+            "Two averages, one after the other: first each image's error over its pixels, then those per-image errors "
+            "within each group.",
+            "Groups have different sizes: divide each group's sum by that group's own count.",
+            "torch.nn.functional.one_hot(groups, n_groups) is a [batch, n_groups] matrix: multiplied with the "
+            "per-image errors it gives per-group sums, and summed over the batch the counts.",
+        ),
+        difficulty=2,
+        importance=2,
+        minutes=10,
     ),
     Exercise(
         function="keep_half",
@@ -359,7 +392,14 @@ EXERCISES = [
         reference=ref.keep_half,
         atol=0,
         rtol=0,
-        hint="same shape as z; half 0 keeps dims [0, d/2) and zeroes the rest, half 1 keeps [d/2, d)",
+        hints=(
+            "Keep the shape: the other half is zeroed, not sliced away (every certificate decoder reads all d inputs).",
+            "A 0/1 vector over the last dimension selects a half; torch.arange(d) < d // 2 is the first half.",
+            "Multiply by it (in z's dtype): the result is a new tensor, and z itself stays as it was.",
+        ),
+        difficulty=1,
+        importance=3,
+        minutes=5,
     ),
 ]
 

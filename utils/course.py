@@ -60,7 +60,7 @@ def where(function: str) -> list[str]:
         reference = getattr(importlib.import_module(REFERENCE_MODULES[chapter]), function)
         table = inspect.getsource(module).splitlines()
         entry = next(n for n, line in enumerate(table, 1) if f'function="{function}"' in line)
-        wrong = ROOT / "tests" / "wrong" / f"chapter{chapter}.py"
+        wrong = ROOT / "utils" / "mistakes" / f"chapter{chapter}.py"
         fixtures = [n for n, line in enumerate(wrong.read_text().splitlines(), 1) if line.startswith(f"def {function}__")]
         rel = lambda path: Path(path).resolve().relative_to(ROOT)  # noqa: E731
         found += [
@@ -68,7 +68,7 @@ def where(function: str) -> list[str]:
             f"stub:           {rel(CHAPTERS_DIR / source.name)} cell {index}",
             f"reference:      {rel(inspect.getsourcefile(reference))}:{inspect.getsourcelines(reference)[1]}",
             f"check data:     {rel(inspect.getsourcefile(module))}:{entry} (Exercise, its cases and tolerances)",
-            f"wrong fixtures: {rel(wrong)}:{','.join(map(str, fixtures))} ({len(fixtures)} functions {function}__*)",
+            f"mistakes:       {rel(wrong)}:{','.join(map(str, fixtures))} ({len(fixtures)} functions {function}__*)",
             f"grade:          its check cell (check_{function}); python -m utils.grade {rel(CHAPTERS_DIR / source.name)}",
         ]
     return found

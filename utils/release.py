@@ -5,7 +5,10 @@ Two generated layers, both checked for drift by ``--check`` (and by a test):
 1. each solution cell of ``solutions/NN_topic.ipynb`` is the reference implementation written in
    ``utils/references/chapterNN.py``: the function's signature and docstring, its body between
    nbgrader's ``### BEGIN SOLUTION`` / ``### END SOLUTION`` markers. Edit the function there, never the
-   cell (the prose and every other cell of the notebook are edited in the notebook itself);
+   cell. Each exercise's statement (the markdown cell above it) gets its pace line under its heading
+   and its hints, folded, at its end, from the exercise table (``utils/chapterNN.py``), between
+   ``<!-- pace -->`` and ``<!-- hints -->`` marks. The prose and every other cell of the notebook are
+   edited in the notebook itself;
 2. ``chapters/NN_topic.ipynb`` (the learner's copy) is made from the solution notebook by nbgrader's
    own preprocessors, as ``nbgrader generate_assignment`` does: solution bodies become a stub that
    raises NotImplementedError, hidden tests are removed, outputs cleared, check cells locked and
@@ -38,7 +41,8 @@ from nbgrader.preprocessors import (
 )
 
 from utils import paths
-from utils.course import REFERENCE_MODULES, chapter_id, notebooks
+from utils.course import EXERCISE_MODULES, REFERENCE_MODULES, chapter_id, notebooks
+from utils.grading.engine import Exercise
 
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -66,17 +70,62 @@ def solution_source(function: Callable) -> str:
     return "\n".join([*header, indent + BEGIN, *body, indent + END])
 
 
+PACE = ("<!-- pace: written by `make release` from the exercise table -->", "<!-- /pace -->")
+HINTS = ("<!-- hints: written by `make release` from the exercise table -->", "<!-- /hints -->")
+
+
+def _strip(text: str, marks: tuple[str, str]) -> str:
+    """``text`` without the block between ``marks`` (and the blank line before it)."""
+    start, end = marks
+    while start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before.rstrip("\n") + rest.split(end, 1)[1]
+    return text
+
+
+def dots(n: int, on: str) -> str:
+    return on * n + "⚪" * (5 - n)
+
+
+def pace_line(exercise: Exercise) -> str:
+    return (f"Difficulty {dots(exercise.difficulty, '🔴')} · Importance {dots(exercise.importance, '🔵')} · "
+            f"about {exercise.minutes} minutes · {exercise.points:g} point{'s' * (exercise.points != 1)}")
+
+
+def hints_block(exercise: Exercise) -> str:
+    folds = [f"<details><summary>Hint {k} of {len(exercise.hints)}</summary>\n\n{hint}\n\n</details>"
+             for k, hint in enumerate(exercise.hints, start=1)]
+    return "\n".join(folds)
+
+
+def with_pace(source: str, exercise: Exercise) -> str:
+    """A statement cell with its pace line under the heading and its hint ladder, folded, at the end."""
+    text = _strip(_strip(source, PACE), HINTS).rstrip("\n")
+    if exercise.difficulty:
+        lines = text.split("\n")
+        heading = max((i for i, line in enumerate(lines) if line.startswith("#")), default=-1)
+        pace = [PACE[0], pace_line(exercise), PACE[1]]
+        lines[heading + 1 : heading + 1] = ["", *pace] if heading >= 0 else [*pace, ""]
+        text = "\n".join(lines)
+    if exercise.hints:
+        text += f"\n\n{HINTS[0]}\n{hints_block(exercise)}\n{HINTS[1]}"
+    return text
+
+
 def with_references(nb: nbformat.NotebookNode, chapter: str) -> nbformat.NotebookNode:
     """The reference notebook with every solution cell written from the chapter's reference module."""
     module = importlib.import_module(REFERENCE_MODULES[chapter])
+    exercises = {e.function: e for e in importlib.import_module(EXERCISE_MODULES[chapter]).EXERCISES}
     nb = nbformat.from_dict(nbformat.from_dict(nb))  # deep copy
-    for cell in nb.cells:
+    for index, cell in enumerate(nb.cells):
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("solution"):
             function = getattr(module, meta["grade_id"], None)
             if function is None:
                 raise ReferenceProblem(f"{module.__name__} has no function {meta['grade_id']!r} for the notebook's solution cell")
             cell.source = solution_source(function)
+            statement = max(i for i in range(index) if nb.cells[i].cell_type == "markdown")
+            nb.cells[statement].source = with_pace(nb.cells[statement].source, exercises[meta["grade_id"]])
     return nb
 
 
@@ -109,11 +158,16 @@ def generated(source: Path) -> tuple[str, str]:
     return render(solution), render(student_version(solution))
 
 
-def stale() -> list[str]:
+def sources(chapter: str | None = None) -> list[Path]:
+    """The reference notebooks (of one chapter, if given)."""
+    return [p for p in notebooks(paths.SOLUTIONS_DIR) if chapter is None or chapter_id(p.name) == chapter]
+
+
+def stale(chapter: str | None = None) -> list[str]:
     """What is out of date: solution cells that differ from the references, learner notebooks that
     are missing or differ from what their solution notebook generates, learner notebooks without one."""
     problems = []
-    for source in notebooks(paths.SOLUTIONS_DIR):
+    for source in sources(chapter):
         solution, learner = generated(source)
         target = paths.CHAPTERS_DIR / source.name
         if source.read_text(encoding="utf-8") != solution:
@@ -123,8 +177,8 @@ def stale() -> list[str]:
             problems.append(f"{target.relative_to(paths.ROOT)} is missing")
         elif target.read_text(encoding="utf-8") != learner:
             problems.append(f"{target.relative_to(paths.ROOT)} differs from what {source.relative_to(paths.ROOT)} generates")
-    sources = {source.name for source in notebooks(paths.SOLUTIONS_DIR)}
-    orphans = [p for p in sorted(paths.CHAPTERS_DIR.glob("*.ipynb")) if p.name not in sources]
+    names = {source.name for source in notebooks(paths.SOLUTIONS_DIR)}
+    orphans = [p for p in sorted(paths.CHAPTERS_DIR.glob("*.ipynb")) if p.name not in names and chapter is None]
     problems += [f"{p.relative_to(paths.ROOT)} has no reference notebook" for p in orphans]
     return problems
 
@@ -132,16 +186,17 @@ def stale() -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Write solution cells from the references, and chapters/ from solutions/.")
     parser.add_argument("--check", action="store_true", help="only check that both are up to date")
+    parser.add_argument("--chapter", help="only this chapter (e.g. 04d)")
     args = parser.parse_args()
     if args.check:
-        problems = stale()
+        problems = stale(args.chapter)
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
             print("Run `make release` to regenerate them (edit references in utils/references/).", file=sys.stderr)
         return 1 if problems else 0
     paths.CHAPTERS_DIR.mkdir(exist_ok=True)
-    for source in notebooks(paths.SOLUTIONS_DIR):
+    for source in sources(args.chapter):
         solution, learner = generated(source)
         if source.read_text(encoding="utf-8") != solution:
             source.write_text(solution, encoding="utf-8")

@@ -45,7 +45,12 @@ class Exercise:
     """A graded exercise: the learner writes ``function``; we compare it with ``reference``.
 
     ``cases`` builds the inputs (deterministically). ``compare(expected, got)`` returns ``None`` when
-    ``got`` is right, else a message; the default compares values within ``atol``/``rtol``.
+    ``got`` is right, else a message; the default compares values within ``atol``/``rtol``. ``hints``
+    is a ladder, from the idea to the concrete step, never the solution; ``difficulty`` and
+    ``importance`` (1–5) and ``minutes`` give the learner the pace (`make release` prints them above
+    the exercise). ``probe`` ("module:function") calls ``probe(fn, *args)`` instead of ``fn(*args)``,
+    e.g. to judge a gradient; ``wrap`` turns a function into what the check compares (applied to the
+    reference and to known mistakes alike), e.g. to keep the inputs beside the output.
     """
 
     function: str
@@ -55,13 +60,22 @@ class Exercise:
     atol: float = 1e-4
     rtol: float = 1e-4
     compare: Callable[[Any, Any], str | None] | None = None
-    hint: str = ""
-    probe: str | None = None  # "module:function": call probe(fn, *args) instead of fn(*args), e.g. to see gradients
+    hints: Sequence[str] = ()
+    difficulty: int = 0
+    importance: int = 0
+    minutes: int = 0
+    probe: str | None = None
+    wrap: Callable[[Callable], Callable] | None = None
 
     def judge_value(self, expected: Any, got: Any) -> str | None:
         if self.compare is not None:
             return self.compare(expected, got)
         return match(expected, got, atol=self.atol, rtol=self.rtol)
+
+    def producer(self, fn: Callable) -> Callable:
+        """What the check calls for ``fn`` (the reference, a known mistake, or the learner's function)."""
+        wrapped = with_probe(fn, self.probe)
+        return self.wrap(wrapped) if self.wrap is not None else wrapped
 
 
 @dataclass
@@ -306,19 +320,73 @@ def call_learner(fn: Callable[..., Any], case: Case, seconds: float | None = Non
 # Judging outcomes
 
 
-def judge(exercise: Exercise, cases: Sequence[Case], expected: Sequence[Any], outcomes: Sequence[Outcome]) -> Result:
+def judge(
+    exercise: Exercise, cases: Sequence[Case], expected: Sequence[Any], outcomes: Sequence[Outcome], diagnose: bool = True
+) -> Result:
     """All-or-nothing per exercise: every case must pass. The message names the first failure (a hidden
-    case by that word only: its label describes its inputs, which grading never shows)."""
+    case by that word only: its label describes its inputs, which grading never shows), says which
+    known mistake gives that output when one does (`diagnosis`), and offers the first hint."""
     total = len(cases)
     for number, (case, want, outcome) in enumerate(zip(cases, expected, outcomes), start=1):
         problem = outcome.error if outcome.error is not None else exercise.judge_value(want, outcome.value)
         if problem is not None:
             label = "a hidden case, of the same kind as the ones your notebook checks" if case.hidden else case.label
-            message = f"case {number} of {total} ({label}): {problem}"
-            if exercise.hint and outcome.error is None:
-                message += f". Hint: {exercise.hint}"
-            return Result(exercise.function, 0.0, exercise.points, False, message)
-    return Result(exercise.function, exercise.points, exercise.points, True, f"all {total} cases pass")
+            parts = [f"case {number} of {total} ({label}): {problem}"]
+            if outcome.error is None:
+                found = diagnosis(exercise, case, outcome.value) if diagnose else None
+                parts += [f"This is what you get when {found}"] if found else []
+                parts += [f"Hint 1 of {len(exercise.hints)}: {exercise.hints[0]}"] if exercise.hints else []
+            return Result(exercise.function, 0.0, exercise.points, False, ". ".join(p.rstrip(". ") for p in parts))
+    hidden = sum(case.hidden for case in cases)
+    return Result(exercise.function, exercise.points, exercise.points, True, f"all {total} cases pass" + (
+        f" ({hidden} of them hidden)" if hidden else ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# Known mistakes: wrong implementations that must fail, and whose output names the mistake
+
+
+@dataclass(frozen=True)
+class Mistake:
+    name: str  # "attention_pattern__no_scaling"
+    function: Callable[..., Any]
+    diagnosis: str  # completes "This is what you get when …"
+
+
+def mistakes_of(exercise: Exercise) -> list[Mistake]:
+    """The exercise's known mistakes: functions ``<exercise>__<mistake>`` in the mistakes module of
+    its chapter (``utils/mistakes/chapterNN.py``), their docstrings saying what went wrong."""
+    import importlib
+
+    module_name = getattr(exercise.reference, "__module__", "").replace("utils.references.", "utils.mistakes.", 1)
+    try:
+        module = importlib.import_module(module_name) if module_name.startswith("utils.mistakes.") else None
+    except ImportError:
+        module = None
+    prefix = f"{exercise.function}__"
+    return [
+        Mistake(name, fn, " ".join((fn.__doc__ or name.removeprefix(prefix).replace("_", " ")).split()))
+        for name, fn in (vars(module) if module is not None else {}).items()
+        if name.startswith(prefix) and callable(fn) and getattr(fn, "__module__", None) == module_name
+    ]
+
+
+_MISTAKE_OUTPUTS: dict[tuple[str, str, str, str], Outcome] = {}
+
+
+def diagnosis(exercise: Exercise, case: Case, value: Any) -> str | None:
+    """The diagnosis of the first known mistake whose output on ``case`` the check can't tell from
+    ``value`` (each mistake runs once per case and process, and only when a learner's output is wrong)."""
+    for mistake in mistakes_of(exercise):
+        key = (mistake.function.__module__, exercise.function, case.label, mistake.name)
+        if key not in _MISTAKE_OUTPUTS:
+            producer = exercise.producer(mistake.function)
+            with torch.no_grad():
+                _MISTAKE_OUTPUTS[key] = call_learner(producer, case)
+        outcome = _MISTAKE_OUTPUTS[key]
+        if outcome.error is None and exercise.judge_value(outcome.value, value) is None:
+            return mistake.diagnosis
+    return None
 
 
 def failed(exercise: Exercise, message: str) -> Result:
@@ -326,15 +394,18 @@ def failed(exercise: Exercise, message: str) -> Result:
 
 
 def reference_outputs(exercise: Exercise, cases: Sequence[Case]) -> list[Any]:
-    reference = with_probe(exercise.reference, exercise.probe)
+    reference = exercise.producer(exercise.reference)
     with torch.no_grad():
         return [reference(*clone_inputs(c.args), **clone_inputs(c.kwargs)) for c in cases]
 
 
 def run_exercise(exercise: Exercise, fn: Any, hidden: bool = True) -> Result:
     """Grade ``fn`` in this process (the notebook's check, and pytest's)."""
+    return run_cases(exercise, fn, [c for c in exercise.cases() if hidden or not c.hidden])
+
+
+def run_cases(exercise: Exercise, fn: Any, cases: Sequence[Case]) -> Result:
     if not callable(fn):
         return failed(exercise, f"`{exercise.function}` should be a function, got {describe(fn)}")
-    cases = [c for c in exercise.cases() if hidden or not c.hidden]
     expected = reference_outputs(exercise, cases)
     return judge(exercise, cases, expected, [call_learner(fn, c, probe=exercise.probe) for c in cases])

@@ -106,9 +106,10 @@ class WithholdReferences(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         for name in self.modules:
             if name in sys.modules and not isinstance(sys.modules[name], Withheld):
                 del sys.modules[name]
-                parent, _, leaf = name.rpartition(".")
-                if parent in sys.modules and isinstance(getattr(sys.modules[parent], leaf, None), types.ModuleType):
-                    delattr(sys.modules[parent], leaf)
+            parent, _, leaf = name.rpartition(".")
+            held = getattr(sys.modules.get(parent), leaf, None)
+            if isinstance(held, types.ModuleType) and not isinstance(held, Withheld):
+                delattr(sys.modules[parent], leaf)  # `from parent import leaf` would find the real one
 
 
 _GUARD = WithholdReferences([])

@@ -135,13 +135,13 @@ def bwrap_argv(
         elif path.is_dir():
             argv += ["--ro-bind", str(path), str(path)]
     argv += [arg for name in ETC_FILES if (Path("/etc") / name).exists() for arg in ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]]
+    argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]  # first: what follows may lie under /tmp
     argv += [arg for path in runtime_paths() for arg in ["--ro-bind", str(path), str(path)]]
     argv += ["--ro-bind", str(UTILS_DIR), str(UTILS_DIR)]
     argv += [arg for path in hidden_files(withheld) for arg in ["--ro-bind", "/dev/null", str(path)]]
     cache = cache_dir().resolve()
     if cache.is_dir():
         argv += ["--ro-bind", str(cache), str(cache)]
-    argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     argv += [arg for path in [workdir, *visible] if path not in writable for arg in ["--ro-bind", str(path), str(path)]]
     argv += [arg for path in writable for arg in ["--bind", str(path), str(path)]]
     home = home or Path("/tmp")
