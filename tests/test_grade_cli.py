@@ -85,6 +85,10 @@ def test_wrong_implementations_lose_exactly_their_points_and_grading_is_determin
     lost = {"previous_token_scores", "induction_scores", "ablated_loss"}
     assert marks(first) == {name: 0.0 if name in lost else points for name, points in POINTS.items()}
     assert first == second
+    messages = {e["id"]: e["message"] for e in first["exercises"]}
+    for fixture in wrong:  # the grade names the mistake, as the notebook's check does
+        diagnosis = " ".join(fixture.__doc__.split()).rstrip(".")
+        assert f"This is what you get when {diagnosis}" in messages[fixture.__name__.split("__")[0]]
 
 
 def test_unreadable_files_exit_2_with_a_message(tmp_path):

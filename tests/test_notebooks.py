@@ -14,6 +14,7 @@ from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
 from tests.conftest import ROOT, SOLUTIONS
+from utils import figures
 from utils.course import notebooks
 
 NOTEBOOKS = notebooks(SOLUTIONS)
@@ -38,3 +39,23 @@ def test_reference_notebook_runs_end_to_end(source, tmp_path):
     assert figures, "the notebook drew no figure"
     checks = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
     assert checks and all("✓" in "".join(o.get("text", "") for o in c.outputs) for c in checks)
+    assert_expected_figures_are_current(source, nb, tmp_path)
+
+
+def assert_expected_figures_are_current(source, nb, tmp_path, tolerance: float = 12.0):
+    """Every demo cell that draws has an expected figure in the learner's notebook, and it still looks like
+    what the cell draws now (RMS difference of the pixels, 0-255, below ``tolerance``: a number in a title
+    may differ from machine to machine, a changed plot does not pass)."""
+    from matplotlib.testing.compare import compare_images
+
+    demo = {c.id for c in nb.cells if "demo" in c.metadata.get("tags", [])}
+    drawn = {cid: images for cid, images in figures.drawn(nb).items() if cid in demo}
+    entries = figures.manifest(source)
+    assert sorted(drawn) == sorted(entries), "run `make figures` (and `make release`): the expected figures are out of date"
+    for cid, images in drawn.items():
+        assert len(images) == len(entries[cid]["figures"]), f"cell {cid}: {len(images)} figures now"
+        for png, entry in zip(images, entries[cid]["figures"]):
+            (tmp_path / "now.png").write_bytes(figures.shrink(png))
+            expected = figures.folder(source) / entry["file"]
+            difference = compare_images(str(expected), str(tmp_path / "now.png"), tol=tolerance, in_decorator=True)
+            assert difference is None or difference["rms"] <= tolerance, f"{entry['file']}: {difference}"

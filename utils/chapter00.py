@@ -82,7 +82,17 @@ EXERCISES = [
             Case((_model(), ["Ann", "Rosalind", "Dan"]), "hidden names", hidden=True),
         ],
         reference=ref.single_token_names,
-        hints=("a name in the middle of a sentence is tokenized with the space before it",),
+        hints=(
+            "Think about how the name appears in a sentence: with the space before it, and the tokenizer treats "
+            "\" Mary\" and \"Mary\" as different strings.",
+            "Tokenize each name in that form and count its tokens; watch out for what `to_tokens` adds at the start "
+            "unless you tell it not to.",
+            "`model.to_tokens(text, prepend_bos=False)` has shape [1, n_tokens]: look at its second dimension, and keep "
+            "the names in the order given.",
+        ),
+        difficulty=1,
+        importance=3,
+        minutes=5,
     ),
     Exercise(
         function="residual_norms",
@@ -94,7 +104,17 @@ EXERCISES = [
         reference=ref.residual_norms,
         atol=1e-2,
         rtol=1e-3,
-        hints=("n_layers + 1 rows: resid_pre of every layer, then the last layer's resid_post",),
+        hints=(
+            "You need n_layers + 1 snapshots of the residual stream: what enters each block, and what leaves the last "
+            "one.",
+            "In the cache these are `cache[\"resid_pre\", layer]` for every layer plus one `resid_post`; stack them into "
+            "[n_layers + 1, batch, pos, d_model].",
+            "Take the norm over d_model and then the mean over the batch axis; padded positions count like any other "
+            "(no masking).",
+        ),
+        difficulty=2,
+        importance=4,
+        minutes=10,
     ),
     Exercise(
         function="attention_pattern",
@@ -107,7 +127,17 @@ EXERCISES = [
         ],
         reference=ref.attention_pattern,
         atol=1e-5,
-        hints=("scale by sqrt(d_head), mask future keys, softmax over keys; query head h uses key head h // group",),
+        hints=(
+            "Three steps, in the order of the formula: score every (query, key) pair, hide the future keys, normalise "
+            "each query's scores over the keys.",
+            "Before scoring, give k one head per query head: consecutive query heads share a key head, so each key "
+            "head must be repeated in place (`repeat_interleave`), not the whole set tiled.",
+            "Scale the scores before masking, and mask by setting the scores of keys after the query (a `torch.triu` "
+            "mask above the diagonal) to -inf, so that the softmax gives them exactly 0.",
+        ),
+        difficulty=3,
+        importance=4,
+        minutes=15,
     ),
     Exercise(
         function="logit_lens",
@@ -119,7 +149,17 @@ EXERCISES = [
         reference=ref.logit_lens,
         atol=1e-3,
         rtol=1e-4,
-        hints=("apply the final norm (model.ln_final) before unembedding, and score the token at the next position",),
+        hints=(
+            "At every layer boundary, do to the residual stream exactly what the model does to its final one, then ask "
+            "how likely the true next token is.",
+            "The model's read-out is `model.ln_final`, then `model.unembed`, then a log-softmax over the vocabulary; "
+            "leaving out the norm or the log-softmax gives different numbers.",
+            "Position p predicts token p + 1: drop the last position's prediction and the first token as a target, "
+            "`gather` the targets' log-probs, and average over batch and positions.",
+        ),
+        difficulty=3,
+        importance=4,
+        minutes=15,
     ),
     Exercise(
         function="previous_token_scores",
@@ -130,6 +170,16 @@ EXERCISES = [
         ],
         reference=ref.previous_token_scores,
         atol=1e-5,
+        hints=(
+            "In a [q_pos, k_pos] pattern, every entry \"query i attends to key i - 1\" lies on one diagonal of the "
+            "matrix.",
+            "`Tensor.diagonal(offset, dim1=-2, dim2=-1)` reads a diagonal of the last two axes: offset 0 is a token "
+            "attending to itself, negative offsets lie below it (keys earlier than queries).",
+            "That diagonal has one entry per query that has a previous token; average exactly those entries.",
+        ),
+        difficulty=1,
+        importance=3,
+        minutes=5,
     ),
     Exercise(
         function="induction_scores",
@@ -141,8 +191,16 @@ EXERCISES = [
         ],
         reference=ref.induction_scores,
         atol=1e-5,
-        hints=("in [BOS, r_1..r_T, r_1..r_T] the second r_i (position T+i) should attend to position i+1; "
-        "average over the T positions of the second half",),
+        hints=(
+            "Write down the (query, key) pairs you want, query T + i and key i + 1, and work out query − key: is it "
+            "the same for every i?",
+            "So the pairs lie on one diagonal of the pattern; but that diagonal is longer than T and also starts at "
+            "queries of the first copy.",
+            "Keep only the diagonal's entries whose query is in the second copy (positions T + 1 … 2T), then average.",
+        ),
+        difficulty=2,
+        importance=4,
+        minutes=10,
     ),
     Exercise(
         function="ablated_loss",
@@ -154,7 +212,17 @@ EXERCISES = [
         reference=ref.ablated_loss,
         atol=1e-3,
         rtol=1e-4,
-        hints=("zero one head's slice of blocks.{layer}.attn.hook_z with model.run_with_hooks(..., return_type='loss')",),
+        hints=(
+            "Leave the weights alone: change one activation during the forward pass with a hook, and let the model "
+            "compute its own loss.",
+            "A hook receives the activation and returns its replacement; at `blocks.{layer}.attn.hook_z` the shape is "
+            "[batch, pos, head, d_head], so one head is one index of the third axis.",
+            "`model.run_with_hooks(tokens, return_type=\"loss\", fwd_hooks=[(name, hook_fn)])` returns a 0-d tensor; "
+            "`.item()` makes it a float.",
+        ),
+        difficulty=2,
+        importance=5,
+        minutes=10,
     ),
 ]
 

@@ -317,7 +317,16 @@ EXERCISES = [
         ],
         reference=ref.toy_forward,
         atol=1e-5,
-        hints=("h = W x per instance (contract over features), then ReLU(Wᵀ h + b): the bias goes inside the ReLU",),
+        hints=(
+            "Think of one instance at a time: first the hidden vector h, then the output read back from h with the same "
+            "W; the inst dimension just rides along in every tensor.",
+            "With `einops.einsum`, name the dimensions: the first product contracts W with x over the features, the "
+            "second contracts W with h over d_hidden (that is the transpose, without writing `.T`).",
+            "Order matters at the end: the bias is added before the ReLU, so the ReLU is the last operation.",
+        ),
+        difficulty=2,
+        importance=4,
+        minutes=10,
     ),
     Exercise(
         function="generate_batch",
@@ -325,8 +334,17 @@ EXERCISES = [
         cases=lambda: [Case((20_000, BATCH_PROBABILITIES.clone()), "20,000 samples, 3 instances × 4 features, p from 0.02 to 1")],
         reference=ref.generate_batch,
         compare=_compare_batches,
-        hints=("a feature is present (non-zero) with probability p, so zero with probability 1 - p; "
-        "present values are torch.rand (uniform on [0, 1))",),
+        hints=(
+            "Every entry needs two independent random draws: one decides whether the feature is present, the other "
+            "gives its value.",
+            "A uniform draw is below p with probability p, and comparing a (n_batch, inst, feats) draw with "
+            "feature_probability broadcasts over the batch.",
+            "Keep the value where the feature is present and 0 elsewhere (`torch.where`); pass `generator=generator` "
+            "to every `torch.rand`.",
+        ),
+        difficulty=1,
+        importance=3,
+        minutes=5,
     ),
     Exercise(
         function="importance_weighted_loss",
@@ -337,7 +355,15 @@ EXERCISES = [
         ],
         reference=ref.importance_weighted_loss,
         atol=1e-5,
-        hints=("weight each squared error by its feature's importance, sum over features, average over the batch",),
+        hints=(
+            "The loss is an expectation over inputs of a sum over features: the batch is averaged, the features are "
+            "summed, and the instances stay separate.",
+            "importance has shape (inst, feats), so it broadcasts against the (batch, inst, feats) errors without any "
+            "reshaping; your result should have shape (inst,).",
+        ),
+        difficulty=1,
+        importance=3,
+        minutes=5,
     ),
     Exercise(
         function="feature_interference",
@@ -345,7 +371,17 @@ EXERCISES = [
         cases=_geometry_cases,
         reference=ref.feature_interference,
         atol=1e-5,
-        hints=("normalise W_i (not W_j), square the dot products, and leave out j = i",),
+        hints=(
+            "Compute every pairwise overlap at once, as a feats × feats matrix per instance, then reduce each row to "
+            "one number per feature.",
+            "Only one side of each dot product is normalised: divide W's columns by their norms over d_hidden (dim=1) "
+            "for the feature i of the row, and keep W itself for the other feature j.",
+            "After squaring, the diagonal holds each feature's overlap with itself; that is not interference, so take "
+            "it out of the row sums.",
+        ),
+        difficulty=2,
+        importance=4,
+        minutes=10,
     ),
     Exercise(
         function="feature_dimensionality",
@@ -353,7 +389,16 @@ EXERCISES = [
         cases=_geometry_cases,
         reference=ref.feature_dimensionality,
         atol=1e-5,
-        hints=("numerator ||W_i||²; denominator Σ_j (Ŵ_i·W_j)² over all j including i, with Ŵ_i = W_i / ||W_i||",),
+        hints=(
+            "This is the interference computation again with two changes: the feature's own term stays in the sum, "
+            "and the result is a ratio.",
+            "The numerator is how long W_i is, squared: a norm over d_hidden (dim=1), not over the features.",
+            "Test it on cases you know: a feature alone in its dimension gives 1, each of an antipodal pair 1/2, each "
+            "corner of a pentagon 2/5.",
+        ),
+        difficulty=2,
+        importance=3,
+        minutes=10,
     ),
     Exercise(
         function="generate_correlated_batch",
@@ -363,8 +408,16 @@ EXERCISES = [
         ],
         reference=ref.generate_correlated_batch,
         compare=_compare_correlated,
-        hints=("draw one presence per pair (shape n_batch, inst, pairs) and two independent values; "
-        "pair k is features 2k and 2k+1 (einops: 'batch inst pairs two -> batch inst (pairs two)')",),
+        hints=(
+            "Presence is shared by a pair, values are not: draw one presence per pair and two values per pair.",
+            "Give the presence shape (n_batch, inst, pairs) and the values (n_batch, inst, pairs, 2); a trailing axis "
+            "on the presence (`[..., None]`) lets it broadcast over the two values.",
+            "Flatten the last two axes so that pair k lands on features 2k and 2k+1: the pair axis must come first "
+            "inside the group, `(pairs two)`.",
+        ),
+        difficulty=2,
+        importance=2,
+        minutes=10,
     ),
     Exercise(
         function="generate_anticorrelated_batch",
@@ -374,8 +427,17 @@ EXERCISES = [
         ],
         reference=ref.generate_anticorrelated_batch,
         compare=_compare_anticorrelated,
-        hints=("a pair is active with probability 2p, and then exactly one of its two features (each with chance ½) is "
-        "present, so each feature is present with probability p; pair k is features 2k and 2k+1",),
+        hints=(
+            "Split the randomness in two steps: is the pair active at all, and if it is, which of its two features is "
+            "present?",
+            "For each feature to be present with probability p, the pair must be active with probability 2p; one "
+            "coin flip with chance ½ per pair then picks the feature.",
+            "Build the two presences from that single coin flip (it and its negation, each combined with 'active'), "
+            "stack them on a last axis of size 2 and lay the pairs out as in `generate_correlated_batch`.",
+        ),
+        difficulty=3,
+        importance=2,
+        minutes=15,
     ),
     Exercise(
         function="neuron_forward",
@@ -386,7 +448,14 @@ EXERCISES = [
         ],
         reference=ref.neuron_forward,
         atol=1e-5,
-        hints=("h = ReLU(W x) (a ReLU on the hidden layer too), then ReLU(Wᵀ h + b)",),
+        hints=(
+            "This is `toy_forward` with one change: the hidden layer is now made of neurons.",
+            "A neuron is a coordinate with an activation function: the ReLU goes on h too, and the bias stays inside "
+            "the output ReLU.",
+        ),
+        difficulty=1,
+        importance=3,
+        minutes=5,
     ),
 ]
 

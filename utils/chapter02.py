@@ -142,6 +142,8 @@ def _compare_resample(expected: dict, got: object) -> str | None:
     for name in keys:
         if not isinstance(got[name], Tensor) or got[name].shape != expected[name].shape:
             return f"{name}: expected a tensor of shape {tuple(expected[name].shape)}"
+    if all(got[name].dtype == expected[name].dtype and torch.allclose(got[name], expected[name], atol=1e-6) for name in keys):
+        return None  # exactly the expected tensors: what lets a known mistake's output be recognised and named
     alive = ~dead
     for name, before, cols in [("W_dec", W_dec0, False), ("W_enc", W_enc0, True), ("b_enc", b_enc0, False)]:
         now = got[name][:, alive] if cols else got[name][alive]
@@ -250,7 +252,17 @@ EXERCISES = [
         ],
         reference=ref.sae_forward,
         atol=1e-5,
-        hints=("latents = ReLU((x − b_dec) W_enc + b_enc); reconstruction = latents W_dec + b_dec",),
+        hints=(
+            "Two steps, encoder then decoder: the encoder reads x with the decoder bias taken away, and a ReLU keeps "
+            "only the positive latents.",
+            "Let the shapes guide the products: [batch, d_in] @ W_enc [d_in, d_sae] gives the latents, [batch, d_sae] "
+            "@ W_dec [d_sae, d_in] the reconstruction; each bias is added after its product.",
+            "The SAE encodes activations centred at b_dec but must reconstruct the originals: b_dec comes back at the "
+            "end.",
+        ),
+        difficulty=1,
+        importance=5,
+        minutes=5,
     ),
     Exercise(
         function="sae_loss",
@@ -261,8 +273,17 @@ EXERCISES = [
         ],
         reference=ref.sae_loss,
         atol=1e-5,
-        hints=("mse = mean over the batch of Σ_d (x − x̂)²; sparsity = mean over the batch of Σ_i f_i ‖W_dec[i]‖; "
-        "loss = mse + λ · sparsity",),
+        hints=(
+            "Both terms are a mean over the batch of a per-token sum: the squared error summed over the d_in "
+            "dimensions, the activations summed over the d_sae latents.",
+            "In the sparsity term each latent's activation is weighted by the length of its decoder row: "
+            "`W_dec.norm(dim=-1)` gives one norm per latent, shape [d_sae], which broadcasts against acts.",
+            "Return a dict with the keys \"loss\", \"mse\" and \"sparsity\", each a scalar tensor (no `.item()`: the loss "
+            "must stay differentiable).",
+        ),
+        difficulty=2,
+        importance=4,
+        minutes=10,
     ),
     Exercise(
         function="constrain_decoder",
@@ -273,8 +294,17 @@ EXERCISES = [
         ],
         reference=ref.constrain_decoder,
         atol=1e-5,
-        hints=("normalise each ROW of W_dec (one per latent); remove from each row of the gradient its component "
-        "along the unit row: g − (g·ŵ) ŵ",),
+        hints=(
+            "Each latent owns one row of W_dec ([d_sae, d_in]): both operations work row by row, along the last "
+            "dimension.",
+            "Make the unit rows first; the part of a gradient row that only changes the row's length is its component "
+            "along that unit row (a dot product times the unit row).",
+            "Keep the per-row dot products as a [d_sae, 1] column (`sum(-1, keepdim=True)`) so that they broadcast "
+            "back over d_in.",
+        ),
+        difficulty=2,
+        importance=3,
+        minutes=10,
     ),
     Exercise(
         function="feature_recovery",
@@ -285,8 +315,16 @@ EXERCISES = [
         ],
         reference=ref.feature_recovery,
         atol=1e-5,
-        hints=("cosine similarity of every true feature with every decoder row (normalise both), then the max over "
-        "decoder rows (an anti-aligned row has cosine −1: not a match)",),
+        hints=(
+            "A match is about direction, not length: compare true features and decoder rows by cosine similarity.",
+            "Normalise the rows of both (`F.normalize(..., dim=-1)`); one matrix product then gives all [n_features, "
+            "d_sae] cosines.",
+            "For each true feature keep its best decoder row, a max over the decoder axis, with the sign kept: an "
+            "anti-aligned row has cosine −1 and is no match.",
+        ),
+        difficulty=1,
+        importance=3,
+        minutes=5,
     ),
     Exercise(
         function="variance_explained",
@@ -300,7 +338,16 @@ EXERCISES = [
         ],
         reference=ref.variance_explained,
         atol=1e-5,
-        hints=("1 − Σ (x − x̂)² / Σ (x − mean_batch(x))², both sums over the batch and every dimension",),
+        hints=(
+            "Compare the SAE's squared error with that of the laziest predictor, the batch mean: their ratio is the "
+            "fraction of the variance left unexplained.",
+            "Both are single sums over every token and every dimension (one ratio, not one per dimension); "
+            "`x.mean(0)` is the mean, one value per dimension.",
+            "Return a Python float (`.item()`) of one minus that ratio.",
+        ),
+        difficulty=1,
+        importance=4,
+        minutes=5,
     ),
     Exercise(
         function="firing_stats",
@@ -311,8 +358,16 @@ EXERCISES = [
         ],
         reference=ref.firing_stats,
         compare=_compare_firing_stats,
-        hints=("a latent fires when its activation is non-zero; l0 = mean over tokens of the number firing; frequency = "
-        "fraction of tokens each latent fires on; dead: frequency 0; dense: frequency > 0.1",),
+        hints=(
+            "Everything comes from one boolean tensor: which latents fire (are non-zero) on which tokens.",
+            "Average it over the tokens (dim 0) for each latent's frequency; count it over the latents (dim -1) and "
+            "average over the tokens for L0.",
+            "dead_fraction and dense_fraction are fractions of all d_sae latents (between 0 and 1), Python floats "
+            "like l0.",
+        ),
+        difficulty=1,
+        importance=3,
+        minutes=10,
     ),
     Exercise(
         function="resample_dead_latents",
@@ -324,9 +379,18 @@ EXERCISES = [
         reference=ref.resample_dead_latents,
         wrap=_with_inputs,
         compare=_compare_resample,
-        hints=("loss per input = Σ_d (x − x̂)²; draw one input per dead latent with probability ∝ loss² "
-        "(torch.multinomial); decoder row = (x − x̂)/‖x − x̂‖, encoder column = that × 0.2 × mean alive encoder "
-        "column norm, encoder bias 0",),
+        hints=(
+            "Only the dead latents change, and each is pointed at an input the SAE reconstructs badly: start from "
+            "each input's loss Σ_d (x − x̂)² under the current SAE.",
+            "`torch.multinomial(weights, n, replacement=True, generator=...)` draws n indices with probability ∝ "
+            "weights: here the squared losses, one draw per dead latent, with a generator seeded with `seed`.",
+            "Work on clones; measure the alive encoder columns' mean norm before changing anything, then write each "
+            "chosen input's unit residual into its latent's decoder row, the scaled copy into its encoder column, and "
+            "reset its bias.",
+        ),
+        difficulty=3,
+        importance=3,
+        minutes=20,
     ),
     Exercise(
         function="topk_activation",
@@ -337,7 +401,16 @@ EXERCISES = [
         ],
         reference=ref.topk_activation,
         atol=1e-6,
-        hints=("keep the k largest pre-activations of each row (torch.topk), ReLU them, zeros elsewhere (scatter)",),
+        hints=(
+            "Per row: find the k largest pre-activations and where they are; every other entry becomes 0.",
+            "`torch.topk(..., dim=-1)` returns values and indices; `Tensor.scatter` writes values into a tensor of "
+            "zeros at given indices.",
+            "A top-k value can still be negative (row 0 of the first case is all negative): the ReLU applies to the "
+            "values you keep.",
+        ),
+        difficulty=2,
+        importance=4,
+        minutes=10,
     ),
     Exercise(
         function="auxk_loss",
@@ -348,8 +421,17 @@ EXERCISES = [
         ],
         reference=ref.auxk_loss,
         atol=1e-4,
-        hints=("only dead latents may be used: mask the others to −inf, keep the top min(k_aux, n_dead), ReLU, decode "
-        "with W_dec (no bias), loss = mean over the batch of Σ_d (residual − ê)²",),
+        hints=(
+            "It is TopK again, restricted to the dead latents: an alive latent must never be chosen, however large "
+            "its pre-activation.",
+            "Make alive latents impossible to pick by filling their pre-activations with −inf (`masked_fill`) before "
+            "`topk`, and take only min(k_aux, number of dead) so that no −inf is ever chosen.",
+            "ReLU the chosen values, scatter them into zeros and decode with W_dec alone (no `b_dec`); score it like "
+            "the mse: summed over dimensions, mean over the batch.",
+        ),
+        difficulty=3,
+        importance=2,
+        minutes=15,
     ),
     Exercise(
         function="jumprelu_backward",
@@ -360,7 +442,17 @@ EXERCISES = [
         ],
         reference=ref.jumprelu_backward,
         atol=1e-5,
-        hints=("grad_x = H(x − θ)·grad_output; grad_θ = Σ_batch −(θ/ε)·K((x − θ)/ε)·grad_output with K(u) = 1 for |u| < ½",),
+        hints=(
+            "One gradient per input of the forward: x's passes through where the latent fired; θ's comes only from "
+            "tokens whose pre-activation lies within ε/2 of θ.",
+            "The window is a boolean mask, |(x − θ)/ε| < ½, of shape [batch, d_sae]; θ, shape [d_sae], broadcasts "
+            "against x.",
+            "Multiply the mask, the paper's factor −θ/ε and grad_output, then sum over the batch (dim 0): θ is one "
+            "number per latent.",
+        ),
+        difficulty=3,
+        importance=3,
+        minutes=15,
     ),
     Exercise(
         function="gated_forward",
@@ -371,8 +463,17 @@ EXERCISES = [
         ],
         reference=ref.gated_forward,
         atol=1e-5,
-        hints=("centred = x − b_dec; gate = (centred W_enc + b_gate > 0); magnitude = ReLU(centred (W_enc ⊙ exp(r_mag)) + "
-        "b_mag); latents = gate · magnitude; x̂ = latents W_dec + b_dec",),
+        hints=(
+            "Two paths read the same centred input x − b_dec: one decides whether each latent fires (a 0/1 step), the "
+            "other how strongly (a ReLU).",
+            "The magnitude path's weights are W_enc with column i scaled by exp(r_mag[i]): a [d_sae] vector "
+            "broadcasts over the columns of [d_in, d_sae].",
+            "The gate is the comparison `π_gate > 0` (a step, not a ReLU); multiply it with the magnitudes, then "
+            "decode as in `sae_forward`.",
+        ),
+        difficulty=2,
+        importance=3,
+        minutes=10,
     ),
     Exercise(
         function="ce_loss_with_sae",
@@ -380,16 +481,31 @@ EXERCISES = [
         cases=lambda: [Case(_ce_case(26, 2, 12, 32), "2 sequences of 12 tokens, a random SAE at blocks.6.hook_resid_pre")],
         reference=ref.ce_loss_with_sae,
         atol=1e-3,
-        hints=("a hook on hook_name returns the activation with positions 1: replaced by the SAE's reconstruction "
-        "(position 0, the BOS, stays); model.run_with_hooks(tokens, return_type='loss', fwd_hooks=[...])",),
+        hints=(
+            "A hook function receives the activation [seq, pos, d_model]; whatever it returns replaces it for the "
+            "rest of the forward pass.",
+            "Reconstruct positions 1: only (`resid[:, 1:]`) with your `sae_forward` and the four tensors you are "
+            "given, then put position 0 back in front (`torch.cat` along dim 1).",
+            "`model.run_with_hooks(tokens, return_type=\"loss\", fwd_hooks=[(hook_name, your_hook)])` returns the mean "
+            "loss as a tensor: return it as a Python float.",
+        ),
+        difficulty=3,
+        importance=5,
+        minutes=15,
     ),
     Exercise(
         function="feature_logit_effects",
         points=1,
         cases=lambda: [Case(_logit_case(27, 5), "a random direction, k = 5"), Case(_logit_case(28, 8), "k = 8")],
         reference=ref.feature_logit_effects,
-        hints=("effects = direction @ W_U; top = indices of the k largest, largest first; bottom = indices of the k "
-        "most negative, most negative first",),
+        hints=(
+            "A direction's effect on a token's logit is one dot product with that token's column of `W_U`: one "
+            "vector–matrix product gives all d_vocab of them.",
+            "`topk` returns the largest first; the most negative effects are the largest of the negated effects.",
+        ),
+        difficulty=1,
+        importance=3,
+        minutes=5,
     ),
 ]
 

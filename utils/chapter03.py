@@ -250,7 +250,16 @@ EXERCISES = [
             Case(("Then [B] met [A], and [S] smiled at", "Ann", "Dan", "Lee", "BABA"), "another template", hidden=True),
         ],
         reference=ref.ioi_prompt_pair,
-        hints=("ABBA: [A]=IO, [B]=S; BABA: [A]=S, [B]=IO; [S] is S in the clean prompt and the third name in the corrupted one",),
+        hints=(
+            "Decide first which of IO and S fills `[A]` and which fills `[B]`: that choice is all `order` changes.",
+            "ABBA means IO comes first in the first clause, BABA means S does; the first clause is the same in both "
+            "prompts.",
+            "Only the `[S]` slot differs between the two prompts: in the clean one it repeats a name of the first "
+            "clause, in the corrupted one it is `third`.",
+        ),
+        difficulty=1,
+        importance=3,
+        minutes=5,
     ),
     Exercise(
         function="logit_diff",
@@ -262,7 +271,15 @@ EXERCISES = [
         ],
         reference=ref.logit_diff,
         atol=1e-4,
-        hints=("logit of IO minus logit of S, at the last position, one value per prompt",),
+        hints=(
+            "Only the last position predicts the answer: slice the logits there first, to a `[batch, d_vocab]` "
+            "tensor.",
+            "Each prompt needs two entries of its own row: the logit of its IO token and the logit of its S token.",
+            "`t.gather(-1, index[:, None])[:, 0]` picks one entry per row (so does `t[torch.arange(batch), index]`).",
+        ),
+        difficulty=1,
+        importance=4,
+        minutes=5,
     ),
     Exercise(
         function="logit_diff_directions",
@@ -273,7 +290,17 @@ EXERCISES = [
         ],
         reference=ref.logit_diff_directions,
         atol=1e-5,
-        hints=("columns of model.W_U: W_U[:, io] - W_U[:, s], one row per prompt",),
+        hints=(
+            "The logits are `norm(x) @ W_U`, so one token's logit is the dot product of `norm(x)` with that token's "
+            "column of `W_U`.",
+            "A difference of two logits is then a dot product with the difference of two columns; index `W_U`'s "
+            "columns with a whole tensor of token ids at once.",
+            "`model.W_U[:, tokens]` is `[d_model, batch]`; the function returns one row per prompt, `[batch, "
+            "d_model]`.",
+        ),
+        difficulty=1,
+        importance=4,
+        minutes=5,
     ),
     Exercise(
         function="component_dla",
@@ -286,8 +313,17 @@ EXERCISES = [
         atol=2e-3,
         rtol=1e-3,
         hints=(
-            "cache.decompose_resid(layer=-1, pos_slice=-1) in its order, scaled by the final norm's scale of the whole stream",
+            "Three steps: split the final residual stream at the last position into its components, divide them by "
+            "the final norm's scale, and project each on the prompt's direction.",
+            "`cache.decompose_resid(layer=-1, pos_slice=-1)` gives `[component, batch, d_model]`, and "
+            "`cache.apply_ln_to_stack(..., layer=-1, pos_slice=-1)` divides by the scale of the *whole* stream, read "
+            "from the cache (not recomputed per component).",
+            "Project with an einsum against your `logit_diff_directions` (contract `d_model`, one direction per "
+            "prompt) and average over prompts; the entries should sum to the mean logit difference.",
         ),
+        difficulty=2,
+        importance=4,
+        minutes=10,
     ),
     Exercise(
         function="head_dla",
@@ -299,8 +335,18 @@ EXERCISES = [
         reference=ref.head_dla,
         atol=2e-3,
         rtol=1e-3,
-        hints=("project each head's output at the last position on the logit-difference direction, after dividing by the "
-        "final norm's scale of the whole residual stream (cache.apply_ln_to_stack), averaged over prompts",),
+        hints=(
+            "Treat each head's output at the last position as one more component of the residual stream, and "
+            "attribute it exactly as in exercise 4.",
+            "A head's output is its `z` times its own slice of `W_O`: stack `cache['z', layer][:, -1]` over layers "
+            "into `[layer, batch, head, d_head]` and contract `d_head` with `model.W_O` in one einsum, keeping layer "
+            "and head.",
+            "Flatten to `[layer * head, batch, d_model]` (layer-major) before `cache.apply_ln_to_stack(..., layer=-1, "
+            "pos_slice=-1)`, and reshape the averaged result to `[layer, head]` at the end.",
+        ),
+        difficulty=3,
+        importance=5,
+        minutes=15,
     ),
     Exercise(
         function="patch_residual",
@@ -312,8 +358,17 @@ EXERCISES = [
         reference=ref.patch_residual,
         atol=2e-3,
         rtol=1e-3,
-        hints=("run the corrupted prompts with one (layer, position) of resid_pre taken from the clean run; "
-        "(LD - LD_corrupt) / (LD_clean - LD_corrupt) with LD averaged over prompts",),
+        hints=(
+            "Each entry is one corrupted run with a single (layer, position) of `resid_pre` set to its clean value; "
+            "its mean logit difference is then placed on the scale 0 = corrupted, 1 = clean.",
+            "Cache `resid_pre` of both runs once. For a layer, repeat the corrupted `resid_pre` once per position "
+            "(`einops.repeat` to `[(pos batch), pos, d_model]`) and overwrite block p at position p only.",
+            "`final_logits(model, resid, start_at_layer=layer)` runs the rest of the model; reshape the logit "
+            "differences to `[pos, batch]` and average over the batch before normalising with the two baselines.",
+        ),
+        difficulty=3,
+        importance=5,
+        minutes=20,
     ),
     Exercise(
         function="patch_heads",
@@ -325,7 +380,17 @@ EXERCISES = [
         reference=ref.patch_heads,
         atol=2e-3,
         rtol=1e-3,
-        hints=("run the corrupted prompts with one head's hook_z (every position) taken from the clean run",),
+        hints=(
+            "The same scan as exercise 6, but what is patched is one head's `hook_z` at every position, which lives "
+            "inside the layer: it needs a hook, not an edit of `resid_pre`.",
+            "Start from the layer's corrupted `resid_pre` repeated once per head; the hook on "
+            "`blocks.{layer}.attn.hook_z` then sees `[(head batch), pos, head, d_head]`.",
+            "In the hook, clone and rearrange to `[head, batch, pos, head, d_head]`, give block h the clean `z` of "
+            "head h, rearrange back; run `final_logits` inside `with model.hooks(fwd_hooks=[...]):`.",
+        ),
+        difficulty=3,
+        importance=5,
+        minutes=15,
     ),
     Exercise(
         function="attribution_patch",
@@ -337,8 +402,18 @@ EXERCISES = [
         reference=ref.attribution_patch,
         atol=2e-3,
         rtol=2e-3,
-        hints=("(clean activation - corrupted activation) . d(mean LD)/d(activation) at the corrupted run, "
-        "summed over prompts and the last axis, divided by (LD_clean - LD_corrupt)",),
+        hints=(
+            "One forward and one backward pass on the corrupted prompts give the gradient of the mean logit "
+            "difference at every activation; one clean forward pass gives the clean activations.",
+            "Under `torch.enable_grad()`, a hook on `hook_embed` that calls `requires_grad_(True)` puts the run in "
+            "the graph; hooks on the chosen activations call `.retain_grad()` and keep them, and `.grad` is filled by "
+            "`backward()`.",
+            "Multiply the clean-minus-corrupted activation by its gradient elementwise, then sum away the axes that "
+            "the result does not keep (it is `[layer, pos, head]` for `z`, `[layer, pos]` for `resid_pre`).",
+        ),
+        difficulty=4,
+        importance=4,
+        minutes=20,
     ),
     Exercise(
         function="path_patch_to_logits",
@@ -350,8 +425,18 @@ EXERCISES = [
         reference=ref.path_patch_to_logits,
         atol=2e-3,
         rtol=1e-3,
-        hints=("add (corrupted - clean) output of one head at the last position to the clean final residual stream, "
-        "re-apply ln_final, and measure (LD - LD_clean) / (LD_clean - LD_corrupt)",),
+        hints=(
+            "Only the head's direct path changes: the final residual stream is the clean one plus that head's own "
+            "change at the last position, and nothing in between is recomputed.",
+            "A head's change is its corrupted-minus-clean `z` at the last position times its `W_O`; one einsum gives "
+            "all heads at once as `[layer, head, batch, d_model]`, which broadcasts against the clean final "
+            "`hook_resid_post`.",
+            "Apply `model.ln_final` to the patched streams (their scale changes with the patch), project on your "
+            "directions, average over prompts, and measure against the *clean* baseline.",
+        ),
+        difficulty=3,
+        importance=5,
+        minutes=15,
     ),
     Exercise(
         function="path_patch_to_queries",
@@ -363,8 +448,19 @@ EXERCISES = [
         reference=ref.path_patch_to_queries,
         atol=2e-3,
         rtol=1e-3,
-        hints=("only the receivers' queries see the sender's change (their keys and values stay clean); read their "
-        "output change at the last position straight into the clean final residual stream",),
+        hints=(
+            "The sender changes a receiver only through its query at END: recompute that query, its attention over "
+            "the clean keys, and the receiver's output, and nothing else.",
+            "Batch the senders as in exercise 9: their change at END, `[layer, head, batch, d_model]`, added to the "
+            "clean `resid_pre` of the receiver's layer at END, through that block's `ln1`, then `W_Q[head]` and "
+            "`b_Q[head]`.",
+            "Rotate each query as at the last position (put it in the last slot of a zeros `[n, pos, 1, d_head]` "
+            "tensor, then `attn.apply_rotary`), and use the clean `rot_k` and `v` of the key/value head that the "
+            "query head shares.",
+        ),
+        difficulty=5,
+        importance=4,
+        minutes=30,
     ),
     Exercise(
         function="copying_scores",
@@ -375,7 +471,18 @@ EXERCISES = [
         ],
         reference=ref.copying_scores,
         atol=1e-6,
-        hints=("names -> embedding + block 0's MLP -> ln1 -> each head's OV -> ln_final -> unembed; is the name in the top k?",),
+        hints=(
+            "Simulate a head that attends only to one name: push the name's representation through the head's OV "
+            "circuit and read the result with the unembedding.",
+            "The representation is the name's embedding plus block 0's MLP output on it (the MLP reads "
+            "`blocks[0].ln2` of the embedding), then normalised with `blocks[0].ln1`; `model.W_V` and `model.W_O` "
+            "take it to `[layer, head, names, d_model]`.",
+            "Negate before `ln_final` for the negative score, unembed with `W_U` and `b_U`, and count a name when its "
+            "own token is in `topk(k)`; chunk over layers if the logits do not fit in memory.",
+        ),
+        difficulty=3,
+        importance=3,
+        minutes=15,
     ),
     Exercise(
         function="duplicate_token_scores",
@@ -386,7 +493,17 @@ EXERCISES = [
         ],
         reference=ref.duplicate_token_scores,
         atol=1e-5,
-        hints=("position T+i (the second r_i) attends to position i (the first r_i)",),
+        hints=(
+            "In `[BOS, r_1 … r_T, r_1 … r_T]`, find the positions of the two copies of r_i: the query is the second "
+            "copy, the key the first.",
+            "All those (query, key) pairs lie on one diagonal of the pattern, a fixed distance below the main one: "
+            "`patterns.diagonal(offset=..., dim1=-2, dim2=-1)`.",
+            "That diagonal has one entry too many at its start: keep only the entries whose query is in the second "
+            "copy, then average.",
+        ),
+        difficulty=2,
+        importance=2,
+        minutes=10,
     ),
     Exercise(
         function="circuit_logit_diff",
@@ -398,7 +515,17 @@ EXERCISES = [
         reference=ref.circuit_logit_diff,
         atol=2e-3,
         rtol=1e-3,
-        hints=("replace every head outside the circuit by its mean hook_z over the corrupted prompts (per position)",),
+        hints=(
+            "Mean ablation replaces a head's output by what it outputs on average over the corrupted prompts: the "
+            "names it would carry are lost, its average work stays.",
+            "Cache `hook_z` of the corrupted run; the replacement is its mean over the batch axis (keepdim), one "
+            "value per position and head.",
+            "One hook on every `hook_z` (a filter function as the hook name) that keeps the circuit's heads with "
+            "`torch.where` on `circuit[hook.layer()]`; then the clean run's mean logit difference, as a float.",
+        ),
+        difficulty=3,
+        importance=5,
+        minutes=15,
     ),
 ]
 

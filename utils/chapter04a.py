@@ -306,7 +306,16 @@ EXERCISES = [
         ],
         reference=ref.logit_diff,
         atol=1e-6,
-        hints=("one number per prompt: logits at the LAST position, the correct token's minus the wrong token's",),
+        hints=(
+            "The next verb is predicted at the final position: that is the only position whose logits the metric reads.",
+            "From the [batch, vocab] slice at that position, prompt b needs the entry in column correct[b] (and in "
+            "wrong[b]): pair each row with its own column, not every row with every column.",
+            "Index with two tensors at once, torch.arange(batch) for the rows and the token ids for the columns; "
+            "return one value per prompt, without a mean.",
+        ),
+        difficulty=1,
+        importance=3,
+        minutes=5,
     ),
     Exercise(
         function="attribution",
@@ -317,8 +326,17 @@ EXERCISES = [
         ],
         reference=ref.attribution,
         atol=1e-5,
-        hints=("grad · (patch − clean); per latent sum over positions, for the error node also over d_model; "
-        "then the mean over prompts; the error node's score goes LAST",),
+        hints=(
+            "A node's estimated effect is the gradient times how far the node moves from clean to patch, added up "
+            "over everything that belongs to that node.",
+            "Decide which axes make up one node: for a latent only the position axis belongs to it (the latent axis "
+            "stays), for the error node both the position axis and the d_model axis do.",
+            "The prompt axis goes last, as a mean (the score is an effect on the mean metric); then put the error "
+            "node's single score after the d_sae latent scores with torch.cat.",
+        ),
+        difficulty=2,
+        importance=5,
+        minutes=10,
     ),
     Exercise(
         function="integrated_gradients",
@@ -331,8 +349,17 @@ EXERCISES = [
         reference=ref.integrated_gradients,
         probe="utils.chapter04a:ig_probe",
         atol=1e-5,
-        hints=("alphas k/steps for k = 0..steps−1 (clean included, patch excluded); points = clean + α(patch − clean) "
-        "stacked on a new first dim; average grad_fn's gradients over the steps, then `attribution`",),
+        hints=(
+            "Instead of one gradient at the clean point, take the gradient at N evenly spaced points on the straight "
+            "line from clean to patch, average them, and use that average where attribution patching used its gradient.",
+            "The points sit at α = 0, 1/N, …, (N−1)/N: the clean end is included and the patch end is not (a left "
+            "Riemann sum), so that with N = 1 you get attribution patching back.",
+            "Give the alphas the shape [steps, 1, 1, 1] so that they broadcast against [batch, pos, …] tensors, call "
+            "grad_fn once on the dict of points, and average its gradients over that leading axis.",
+        ),
+        difficulty=3,
+        importance=4,
+        minutes=20,
     ),
     Exercise(
         function="top_nodes",
@@ -345,8 +372,17 @@ EXERCISES = [
         reference=ref.top_nodes,
         atol=0,
         rtol=0,
-        hints=("rank ALL nodes of all layers together by |score| and keep the n largest; "
-        "return one boolean mask per layer, with the same keys as scores",),
+        hints=(
+            "The ranking is global, over every layer at once (one layer may get all n nodes, another none), and a "
+            "large negative effect counts as much as a large positive one.",
+            "Put all layers' scores into one vector, choose on it, then cut the resulting mask back into the layers' "
+            "pieces, in the order of scores' keys.",
+            "torch.topk gives the indices of the n largest entries; set those entries of a boolean vector to True and "
+            "split it with the layers' lengths (n = 0 must also work).",
+        ),
+        difficulty=2,
+        importance=3,
+        minutes=10,
     ),
     Exercise(
         function="mean_ablate",
@@ -357,8 +393,17 @@ EXERCISES = [
         ],
         reference=ref.mean_ablate,
         atol=1e-6,
-        hints=("kept nodes keep their activation, the others take the mean (same for every prompt); "
-        "keep[-1] is the error node; both outputs keep the shape of acts",),
+        hints=(
+            "Each node chooses between two values: this run's activation if it is in the circuit, its mean (the same "
+            "for every prompt) if it is not.",
+            "For the latents, the mask is keep without its last entry; torch.where broadcasts a [d_sae] mask and a "
+            "[pos, d_sae] mean against [batch, pos, d_sae].",
+            "The error node is a single node decided by keep[-1] alone: the whole error tensor stays, or the mean "
+            "replaces all of it, expanded to the shape of acts['error'].",
+        ),
+        difficulty=2,
+        importance=4,
+        minutes=10,
     ),
     Exercise(
         function="faithfulness",
@@ -369,7 +414,15 @@ EXERCISES = [
         ],
         reference=ref.faithfulness,
         atol=1e-6,
-        hints=("(m(C) − m(∅)) / (m(M) − m(∅)): 0 for the empty circuit, 1 for the full model",),
+        hints=(
+            "Faithfulness rescales m(C) so that the empty circuit lands at 0 and the full model at 1.",
+            "Both the circuit and the full model are measured from the same baseline, m(∅), not from zero.",
+            "m_circuit is a vector and the other two are floats: plain tensor arithmetic handles all circuits at once, "
+            "no loop needed.",
+        ),
+        difficulty=1,
+        importance=4,
+        minutes=5,
     ),
 ]
 

@@ -1,6 +1,6 @@
 """Chapter 04b — SAE latents as classifier features ("SAE probes").
 
-Lewington-Pitsos 2024 (LessWrong, SAE-feature probes); O'Neill et al. 2024, "Disentangling Dense
+Ewington-Pitsos 2024 (LessWrong, SAE latents that go with YouTube thumbnails' views); O'Neill et al. 2024, "Disentangling Dense
 Embeddings with Sparse Autoencoders" (arXiv 2408.00657); Gallifant et al. 2025, "Sparse Autoencoder
 Features for Classifications and Transferability" (arXiv 2502.11367); and the counterpoint,
 Kantamneni et al. 2025, "Are Sparse Autoencoders Useful? A Case Study in Sparse Probing"
@@ -380,8 +380,17 @@ EXERCISES = [
         ],
         reference=ref.pool,
         atol=1e-5,
-        hints=("count only positions where mask is True: divide by each row's own number of real tokens; for the "
-        "max, padding must never win (fill it with -inf, not 0)",),
+        hints=(
+            "Only the positions where mask is True may count, in the sum and in the count alike; the real tokens need "
+            "not be a prefix of the row, so use the mask itself, not a length.",
+            "For the mean, each row has its own number of real tokens: divide by that row's count, not by the number "
+            "of positions.",
+            "For the max, activations can be negative, so a padding position set to 0 could win: give masked-out "
+            "positions a value no activation can beat (`masked_fill`) before taking the max over positions.",
+        ),
+        difficulty=2,
+        importance=3,
+        minutes=10,
     ),
     Exercise(
         function="sae_features",
@@ -391,8 +400,17 @@ EXERCISES = [
             Case(_sae_case(11, [7, 3, 5], 7, 10, 32, 2), "a mask with holes, 32 latents, k = 2"),
         ],
         reference=ref.sae_features,
-        hints=("encode every token with the TopK SAE (chapter 02's `encode(params, x, k=k)`), binarise (1.0 where "
-        "a latent is > 0), then average over the real tokens only (your `pool`)",),
+        hints=(
+            "A paragraph's feature for one latent is a fraction of its tokens: which tokens belong in the numerator, "
+            "and which in the denominator?",
+            "`encode(params, acts, k=k)` works on [batch, pos, d_in] directly; pass the SAE's k, or every latent with "
+            "a positive pre-activation would count as firing.",
+            "Turn the activations into a float 0/1 'fired' tensor first, then take the masked mean over positions, as "
+            "in `pool`.",
+        ),
+        difficulty=2,
+        importance=4,
+        minutes=10,
     ),
     Exercise(
         function="train_probe",
@@ -403,8 +421,17 @@ EXERCISES = [
         ],
         reference=ref.train_probe,
         compare=_compare_probe,
-        hints=("zero-initialised w (d,) and b (scalar), torch.optim.Adam([w, b], lr); each step the MEAN binary "
-        "cross-entropy of the logits X @ w + b, plus l1 × the sum of |w| (no penalty on b)",),
+        hints=(
+            "This is an ordinary full-batch PyTorch training loop: two parameter tensors, the loss from the prose, "
+            "and `steps` optimiser steps.",
+            "Create w (shape [d]) and b (0-d) as zeros with `requires_grad=True`, and give both to `torch.optim.Adam` "
+            "with the given lr.",
+            "Each step: zero the gradients, compute the loss (the mean BCE over the rows, plus the penalty on w but "
+            "not on b), backward, step; run it under `torch.enable_grad()` and return the tensors detached.",
+        ),
+        difficulty=3,
+        importance=4,
+        minutes=15,
     ),
     Exercise(
         function="accuracy",
@@ -413,7 +440,15 @@ EXERCISES = [
                        Case(_accuracy_case(31, 64, 3), "64 rows, 3 features")],
         reference=ref.accuracy,
         atol=1e-6,
-        hints=("predict class 1 where the logit X @ w + b is positive; return the fraction right as a float",),
+        hints=(
+            "The probability σ(x·w + b) is above ½ exactly when the logit itself is above some value: which one? "
+            "And the logit includes the bias.",
+            "Turn the predictions into float 0/1 so they compare with y, average the matches, and `.item()` makes the "
+            "result a Python float.",
+        ),
+        difficulty=1,
+        importance=2,
+        minutes=5,
     ),
     Exercise(
         function="select_latents",
@@ -422,8 +457,15 @@ EXERCISES = [
                        Case(_select_case(41, 200, 50, 12), "200 rows, 50 columns, k = 12")],
         reference=ref.select_latents,
         compare=_compare_indices,
-        hints=("score each column by |mean over rows of class 1 − mean over rows of class 0| (a shift down counts "
-        "as much as a shift up) and return the k best indices, best first",),
+        hints=(
+            "Score each column by how far apart its two class means are; which way the mean moves does not matter.",
+            "Boolean indexing such as `X[y == 1]` keeps one class's rows; a mean over dim 0 then gives one number "
+            "per column.",
+            "`torch.topk` returns the k largest scores and their indices, largest first: you want the indices.",
+        ),
+        difficulty=2,
+        importance=4,
+        minutes=10,
     ),
 ]
 

@@ -125,8 +125,8 @@ STEER_TARGETS = {"male⇒female": "queen", "lower⇒upper": "King", "singular⇒
 
 # What the paper reports (LLaMA-2-7B), printed beside our numbers.
 PAPER = {
-    "heatmap": "causally separable concepts are nearly orthogonal under the causal inner product; "
-    "the Euclidean inner product (M = I) shows no such structure",
+    "heatmap": "causally separable concepts are nearly orthogonal under the causal inner product "
+    "(the paper also shows the Euclidean and a random inner product for comparison)",
     "steering": "adding the male⇒female embedding direction raises log P(queen)/P(king) while log P(King)/P(king) stays put",
 }
 
@@ -330,8 +330,17 @@ EXERCISES = [
         reference=ref.causal_transform,
         atol=1e-6,
         rtol=1e-5,
-        hints=("float64; mean over tokens (W_U's columns); Cov = centredᵀ centred / d_vocab (not d_vocab - 1); "
-        "A = V diag(1/√λ) Vᵀ from torch.linalg.eigh(Cov), the symmetric inverse square root",),
+        hints=(
+            "Whitening needs two statistics of the unembedding vectors over the vocabulary: their mean and their "
+            "covariance around that mean. Work in float64 from the start: A divides by the roots of tiny eigenvalues.",
+            "W_U's columns are the tokens: average over dim=1, and put one token per row (W_U.T) before you centre; "
+            "the covariance is then [d_model, d_model], divided by the number of tokens (not one less).",
+            "torch.linalg.eigh gives the eigenvalues and the eigenvectors Q (as columns); the symmetric inverse "
+            "square root keeps Q on both sides and changes only the eigenvalues (not a Cholesky factor, not the inverse).",
+        ),
+        difficulty=3,
+        importance=5,
+        minutes=15,
     ),
     Exercise(
         function="concept_direction",
@@ -343,8 +352,17 @@ EXERCISES = [
         reference=ref.concept_direction,
         atol=1e-8,
         rtol=1e-6,
-        hints=("g[y1] - g[y0] for every pair, the mean over pairs, then divide by its norm (normalise the mean, "
-        "not each difference)",),
+        hints=(
+            "A concept is what changes from the base word to the target: look at one difference vector per pair, "
+            "target minus base.",
+            "g[pairs[:, 0]] gives all the base words' rows at once (and column 1 the targets); average the differences "
+            "over the pairs.",
+            "Only the average gets unit length: scaling each difference first would give every pair the same weight "
+            "and a different direction.",
+        ),
+        difficulty=1,
+        importance=4,
+        minutes=5,
     ),
     Exercise(
         function="inner_products",
@@ -357,8 +375,17 @@ EXERCISES = [
         reference=ref.inner_products,
         atol=1e-8,
         rtol=1e-6,
-        hints=("transform every direction by A (x -> A x) first, THEN normalise each to unit length; "
-        "the (i, j) entry is the cosine between directions i and j",),
+        hints=(
+            "Under ⟨x, y⟩ = (Ax)ᵀ(Ay) the cosine of x and y is the ordinary cosine of Ax and Ay: change the vectors "
+            "first, and everything after that is Euclidean.",
+            "The directions are rows, so mapping every row x to Ax is one matrix product (mind the transpose); "
+            "skip it when A is None.",
+            "Normalise after the map (a unit vector need not stay unit under A); then one product of the unit rows "
+            "with their transpose gives all k × k cosines.",
+        ),
+        difficulty=2,
+        importance=4,
+        minutes=10,
     ),
     Exercise(
         function="probe_scores",
@@ -370,8 +397,17 @@ EXERCISES = [
         reference=ref.probe_scores,
         atol=1e-8,
         rtol=1e-6,
-        hints=("for pair i: the unit mean difference of the OTHER pairs, the threshold = the mean projection of the other "
-        "pairs' 2(n-1) words, and the score of each held-out word = its projection minus that threshold",),
+        hints=(
+            "Each pair i gets its own direction and its own threshold, both estimated from the other n - 1 pairs: "
+            "pair i itself must play no part in either.",
+            "For pair i, drop its row with a mask such as torch.arange(n) != i, and compute the unit mean difference "
+            "of what is left, as in concept_direction.",
+            "The threshold is one number per i, the mean projection of all the other pairs' words (bases and targets "
+            "together); pair i's two scores are its two projections minus it.",
+        ),
+        difficulty=3,
+        importance=3,
+        minutes=20,
     ),
     Exercise(
         function="steer",
@@ -383,8 +419,17 @@ EXERCISES = [
         reference=ref.steer,
         atol=1e-3,
         rtol=1e-4,
-        hints=(f"hook {STEER_HOOK!r} (after the final norm, so the logits are linear in what you add), add "
-        "alpha * direction at the last position, and return the logits of the last position [batch, d_vocab]",),
+        hints=(
+            "A hook function receives the activation and returns what the rest of the model sees: edit it and return "
+            f"it. Use the hook {STEER_HOOK!r}, after the final norm, where the logits are linear in what you add.",
+            "The activation is [batch, pos, d_model]: change only the last position, and add the direction as given, "
+            "scaled by alpha (do not normalise it).",
+            "run_with_hooks returns the logits of every position, [batch, pos, d_vocab]; the check wants only the last "
+            "position's.",
+        ),
+        difficulty=2,
+        importance=5,
+        minutes=15,
     ),
 ]
 

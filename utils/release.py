@@ -9,6 +9,8 @@ Two generated layers, both checked for drift by ``--check`` (and by a test):
    and its hints, folded, at its end, from the exercise table (``utils/chapterNN.py``), between
    ``<!-- pace -->`` and ``<!-- hints -->`` marks. The prose and every other cell of the notebook are
    edited in the notebook itself;
+   After each demo cell that draws, the release puts its expected figure (`utils.figures`, made by
+   ``make figures`` from an executed reference run) in a cell tagged ``expected``;
 2. ``chapters/NN_topic.ipynb`` (the learner's copy) is made from the solution notebook by nbgrader's
    own preprocessors, as ``nbgrader generate_assignment`` does: solution bodies become a stub that
    raises NotImplementedError, hidden tests are removed, outputs cleared, check cells locked and
@@ -40,7 +42,7 @@ from nbgrader.preprocessors import (
     LockCells,
 )
 
-from utils import paths
+from utils import figures, paths
 from utils.course import EXERCISE_MODULES, REFERENCE_MODULES, chapter_id, notebooks
 from utils.grading.engine import Exercise
 
@@ -155,6 +157,7 @@ def render(nb: nbformat.NotebookNode) -> str:
 def generated(source: Path) -> tuple[str, str]:
     """(the solution notebook's text, the learner notebook's text), as the release writes them."""
     solution = with_references(nbformat.read(source, as_version=4), chapter_id(source.name))
+    solution = figures.with_expected(solution, source)
     return render(solution), render(student_version(solution))
 
 
@@ -173,6 +176,7 @@ def stale(chapter: str | None = None) -> list[str]:
         if source.read_text(encoding="utf-8") != solution:
             module = REFERENCE_MODULES[chapter_id(source.name)]
             problems.append(f"{source.relative_to(paths.ROOT)}: its solution cells differ from {module}")
+        problems += [f"{problem}: run `make figures`" for problem in figures.stale(source)]
         if not target.exists():
             problems.append(f"{target.relative_to(paths.ROOT)} is missing")
         elif target.read_text(encoding="utf-8") != learner:

@@ -333,7 +333,7 @@ def judge(
             label = "a hidden case, of the same kind as the ones your notebook checks" if case.hidden else case.label
             parts = [f"case {number} of {total} ({label}): {problem}"]
             if outcome.error is None:
-                found = diagnosis(exercise, case, outcome.value) if diagnose else None
+                found = diagnosis(exercise, case, outcome.value, want, problem) if diagnose else None
                 parts += [f"This is what you get when {found}"] if found else []
                 parts += [f"Hint 1 of {len(exercise.hints)}: {exercise.hints[0]}"] if exercise.hints else []
             return Result(exercise.function, 0.0, exercise.points, False, ". ".join(p.rstrip(". ") for p in parts))
@@ -374,9 +374,18 @@ def mistakes_of(exercise: Exercise) -> list[Mistake]:
 _MISTAKE_OUTPUTS: dict[tuple[str, str, str, str], Outcome] = {}
 
 
-def diagnosis(exercise: Exercise, case: Case, value: Any) -> str | None:
+def _signature(problem: str | None) -> str | None:
+    """A check's message with its numbers blanked: how an output fails, not by how much."""
+    import re
+
+    return None if problem is None else re.sub(r"-?\d+(\.\d+)?(e-?\d+)?", "#", problem)
+
+
+def diagnosis(exercise: Exercise, case: Case, value: Any, expected: Any = None, problem: str | None = None) -> str | None:
     """The diagnosis of the first known mistake whose output on ``case`` the check can't tell from
-    ``value`` (each mistake runs once per case and process, and only when a learner's output is wrong)."""
+    ``value``; for a statistical check (a custom ``compare``: random outputs never match), the first whose
+    output fails the check the same way (``problem``, the check's message on ``value``, numbers aside).
+    Each mistake runs once per case and process, and only when a learner's output is wrong."""
     for mistake in mistakes_of(exercise):
         key = (mistake.function.__module__, exercise.function, case.label, mistake.name)
         if key not in _MISTAKE_OUTPUTS:
@@ -384,8 +393,13 @@ def diagnosis(exercise: Exercise, case: Case, value: Any) -> str | None:
             with torch.no_grad():
                 _MISTAKE_OUTPUTS[key] = call_learner(producer, case)
         outcome = _MISTAKE_OUTPUTS[key]
-        if outcome.error is None and exercise.judge_value(outcome.value, value) is None:
+        if outcome.error is not None:
+            continue
+        if exercise.judge_value(outcome.value, value) is None:
             return mistake.diagnosis
+        if exercise.compare is not None and problem is not None and exercise.wrap is None:
+            if _signature(exercise.judge_value(expected, outcome.value)) == _signature(problem):
+                return mistake.diagnosis
     return None
 
 

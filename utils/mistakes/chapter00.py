@@ -1,6 +1,7 @@
 """Plausible wrong implementations of chapter 00's exercises; every one must lose its points.
 
-Named ``<exercise function>__<mistake>``.
+Named ``<exercise function>__<mistake>``; each docstring completes "This is what you get when …",
+which a learner whose output matches the mistake reads in the check's message.
 """
 
 import einops
@@ -8,29 +9,35 @@ import torch
 
 
 def single_token_names__no_leading_space(model, names):
+    """each name is tokenized without the space before it, as at the very start of a text, not as it appears mid-sentence."""
     return [name for name in names if len(model.to_tokens(name, prepend_bos=False)[0]) == 1]
 
 
 def single_token_names__counts_bos(model, names):
+    """the BOS token that `to_tokens` prepends is counted (no `prepend_bos=False`), so no name is ever a single token."""
     return [name for name in names if len(model.to_tokens(" " + name)[0]) == 1]
 
 
 def single_token_names__at_most_two_tokens(model, names):
+    """names of two tokens are kept too (`<= 2` instead of `== 1`)."""
     return [name for name in names if len(model.to_tokens(" " + name, prepend_bos=False)[0]) <= 2]
 
 
 def residual_norms__resid_post_only(model, tokens):
+    """only each block's resid_post is used: the first row (the embeddings, resid_pre of layer 0) is missing."""
     _, cache = model.run_with_cache(tokens)
     return torch.stack([cache["resid_post", layer] for layer in range(model.cfg.n_layers)]).norm(dim=-1).mean(1)
 
 
 def residual_norms__norm_over_positions(model, tokens):
+    """the norm is taken over the positions instead of over d_model (the last axis)."""
     _, cache = model.run_with_cache(tokens)
     resid = cache.accumulated_resid()
     return resid.norm(dim=-2).mean(1)[..., : tokens.shape[1]]
 
 
 def residual_norms__missing_final_layer(model, tokens):
+    """the last row (the final block's resid_post) is left out: only the n_layers resid_pre rows are returned."""
     _, cache = model.run_with_cache(tokens)
     return torch.stack([cache["resid_pre", layer] for layer in range(model.cfg.n_layers)]).norm(dim=-1).mean(1)
 
@@ -46,23 +53,28 @@ def _causal_softmax(scores, dim=-1):
 
 
 def attention_pattern__no_scaling(q, k):
+    """the scores are not divided by √d_head."""
     return _causal_softmax(_scores(q, k))
 
 
 def attention_pattern__no_causal_mask(q, k):
+    """future keys are not masked, so each query also attends to the positions after it."""
     return (_scores(q, k) / q.shape[-1] ** 0.5).softmax(-1)
 
 
 def attention_pattern__kv_heads_tiled(q, k):
+    """the key heads are tiled (`repeat`), not repeated in place (`repeat_interleave`): head h reads key head h mod n_kv_heads."""
     k = k.repeat(1, q.shape[1] // k.shape[1], 1)
     return _causal_softmax(einops.einsum(q, k, "q h d, k h d -> h q k") / q.shape[-1] ** 0.5)
 
 
 def attention_pattern__scale_by_d_head(q, k):
+    """the scores are divided by d_head instead of √d_head."""
     return _causal_softmax(_scores(q, k) / q.shape[-1])
 
 
 def logit_lens__no_final_norm(model, tokens):
+    """the residual stream is unembedded without the final norm (`model.ln_final`)."""
     _, cache = model.run_with_cache(tokens)
     resid = cache.accumulated_resid()
     log_probs = model.unembed(resid).log_softmax(-1)
@@ -71,6 +83,7 @@ def logit_lens__no_final_norm(model, tokens):
 
 
 def logit_lens__predicts_current_token(model, tokens):
+    """each position is scored on its own token instead of the next one."""
     _, cache = model.run_with_cache(tokens)
     resid = cache.accumulated_resid()
     log_probs = model.unembed(model.ln_final(resid)).log_softmax(-1)
@@ -79,6 +92,7 @@ def logit_lens__predicts_current_token(model, tokens):
 
 
 def logit_lens__raw_logits(model, tokens):
+    """the raw logits of the next token are averaged instead of its log-probabilities (no log-softmax)."""
     _, cache = model.run_with_cache(tokens)
     resid = cache.accumulated_resid()
     logits = model.unembed(model.ln_final(resid))
@@ -87,30 +101,37 @@ def logit_lens__raw_logits(model, tokens):
 
 
 def previous_token_scores__main_diagonal(patterns):
+    """the main diagonal (each token's attention to itself) is averaged instead of the one just below it."""
     return patterns.diagonal(offset=0, dim1=-2, dim2=-1).mean(-1)
 
 
 def previous_token_scores__divides_by_all_positions(patterns):
+    """the sum is divided by q_pos instead of by the q_pos − 1 queries that have a previous token."""
     return patterns.diagonal(offset=-1, dim1=-2, dim2=-1).sum(-1) / patterns.shape[-1]
 
 
 def previous_token_scores__above_diagonal(patterns):
+    """the diagonal above the main one is read: attention to the next token, always 0 in a causal pattern."""
     return patterns.diagonal(offset=1, dim1=-2, dim2=-1).mean(-1)
 
 
 def induction_scores__attends_to_previous_occurrence(patterns, seq_len):
+    """the second r_i is scored on its attention to the first r_i (position i), not to the token after it (i + 1)."""
     return patterns.diagonal(offset=-seq_len, dim1=-2, dim2=-1)[..., -seq_len:].mean(-1)
 
 
 def induction_scores__whole_diagonal(patterns, seq_len):
+    """the whole diagonal is averaged, two queries of the first copy included, not only the T queries of the second copy."""
     return patterns.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1).mean(-1)
 
 
 def induction_scores__off_by_two(patterns, seq_len):
+    """the key is one position too far: the second r_i is scored on its attention to position i + 2 instead of i + 1."""
     return patterns.diagonal(offset=-(seq_len - 2), dim1=-2, dim2=-1)[..., -seq_len:].mean(-1)
 
 
 def ablated_loss__whole_layer(model, tokens, layer, head):
+    """every head of the layer is zeroed, not only the one asked for."""
     def hook(z, hook):
         z[:] = 0.0
         return z
@@ -119,6 +140,7 @@ def ablated_loss__whole_layer(model, tokens, layer, head):
 
 
 def ablated_loss__zero_query(model, tokens, layer, head):
+    """the head's queries (hook_q) are zeroed instead of its output: it then attends evenly to every earlier position."""
     def hook(q, hook):
         q[:, :, head] = 0.0
         return q
@@ -127,6 +149,7 @@ def ablated_loss__zero_query(model, tokens, layer, head):
 
 
 def ablated_loss__ablates_position(model, tokens, layer, head):
+    """position `head` is zeroed in every head (`z[:, head]` indexes positions; heads are the third axis of hook_z)."""
     def hook(z, hook):
         z[:, head] = 0.0
         return z
@@ -135,5 +158,6 @@ def ablated_loss__ablates_position(model, tokens, layer, head):
 
 
 def ablated_loss__edits_weights_in_place(model, tokens, layer, head):
+    """the head's W_O is zeroed in the model's weights instead of its output in a hook, so the model stays changed."""
     model.blocks[layer].attn.W_O[head] = 0.0
     return model(tokens, return_type="loss").item()
