@@ -62,7 +62,7 @@ def test_the_learner_notebook_shows_its_expected_figures_before_anything_runs(so
     )
     assert len(shown) == len(expected) > 0, f"{len(shown)} expected figures rendered, {len(expected)} made"
     assert all(image["loaded"] for image in shown), [image["alt"] for image in shown if not image["loaded"]]
-    assert [image["alt"] for image in shown] == [f["alt"] for f in expected]
+    assert sorted(image["alt"] for image in shown) == sorted(f["alt"] for f in expected)
     artifacts = Path(os.environ.get("COURSE_ARTIFACTS", tmp_path)) / "expected-figures"
     artifacts.mkdir(parents=True, exist_ok=True)
     for n, image in enumerate(page.query_selector_all("img[alt^='Expected figure']"), start=1):
