@@ -134,5 +134,6 @@ def install(course: Path | str, quiet: bool = True) -> None:
         if done.returncode != 0:
             last = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()][-1:]
             raise SystemExit(f"Installing the course failed ({' '.join(last) or 'pip exited with ' + str(done.returncode)}).")
-    kept = ", ".join(f"{name} {installed_version(name)}" for name in COLAB_PROVIDES if installed_version(name))
+    versions = {name: installed_version(name) for name in COLAB_PROVIDES}
+    kept = ", ".join(f"{name} {version}" for name, version in versions.items() if version)
     print(f"Course ready in {course}: {len(wanted)} requirements installed; Colab's own {kept} kept; no restart needed.")

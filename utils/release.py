@@ -139,14 +139,10 @@ def with_colab_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The notebook with its first code cell the Colab set-up (tagged ``colab`` and ``demo``: the
     grader skips it), its source collapsed in JupyterLab and shown as a form in Colab."""
     nb = nbformat.from_dict(nbformat.from_dict(nb))  # deep copy
-    cells = [c for c in nb.cells if c.cell_type == "code" and colab.TAG in c.metadata.get("tags", [])]
-    if not cells:
-        code = [c for c in nb.cells if c.cell_type == "code"]
-        cells = [c for c in code[:1] if c.source.startswith(("# Colab only", colab.TITLE))]
-    if not cells:
-        cells = [nbformat.v4.new_code_cell()]
-        nb.cells.insert(1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0, cells[0])
-    cell = cells[0]
+    cell = next((c for c in nb.cells if c.cell_type == "code" and colab.TAG in c.metadata.get("tags", [])), None)
+    if cell is None:  # a new notebook: the cell goes after its title
+        cell = nbformat.v4.new_code_cell()
+        nb.cells.insert(1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0, cell)
     cell.source = colab.colab_cell()
     cell.metadata["tags"] = ["demo", colab.TAG]
     cell.metadata["jupyter"] = {"source_hidden": True}
