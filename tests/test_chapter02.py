@@ -1,5 +1,6 @@
 """Chapter 02's pieces beyond the common rules of tests/test_exercises.py: the offline corpus, the
-activation cache, SAELens's on-disk format, resampling, JumpReLU's custom backward, the trainer."""
+activation cache, SAELens's on-disk format, resampling, JumpReLU's custom backward, the trainer (the
+chapter's own loop, which the library runs), the training check's data, steering."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from utils.sae import model as sae_model
 from utils.sae import pretrained as sae_pretrained
 from utils.sae import training as sae_training
 from utils.sae.base import SAEConfig
+from utils.sae.gated import Gated
+from utils.sae.model import ARCHITECTURES
+from utils.sae.relu import ReLU
+from utils.sae.topk import TopK
 
 EXERCISES = {exercise.function: exercise for exercise in chapter02.EXERCISES}
 
@@ -181,7 +186,8 @@ def test_train_sae_every_architecture(architecture, kwargs):
     cfg = SAEConfig(d_sae=12, architecture=architecture, steps=60, batch_size=128, log_every=20, **kwargs)
     params, history = sae_training.train_sae(h, cfg, progress=False)
     assert torch.allclose(params["W_dec"].norm(dim=-1), torch.ones(12), atol=1e-4)
-    assert set(history) == {"step", "loss", "l0", "variance_explained", "dead_fraction"} and len(history["step"]) == 4
+    keys = {"step", "loss", "l0", "variance_explained", "dead_fraction", "held_out_variance_explained"}
+    assert set(history) == keys and len(history["step"]) == 4 and history["held_out_variance_explained"] == []
     assert all(torch.isfinite(v).all() for v in params.values())
     metrics = sae_metrics_mod.sae_metrics(params, h, k=kwargs.get("k"))
     assert 0 <= metrics["l0"] <= 12 and metrics["variance_explained"] <= 1
@@ -201,3 +207,92 @@ def test_exercise_cases_travel_through_the_grading_wire(tmp_path):
         cases = list(exercise.cases())
         torch.save([case_to_wire(c) for c in cases], tmp_path / "cases.pt")
         torch.load(tmp_path / "cases.pt", weights_only=True)
+
+
+def _toy_activations(n: int = 6000, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    W = torch.nn.functional.normalize(torch.randn(6, 16, generator=g), dim=0)
+    return chapter02.toy_hidden_batch(W, n, 0.1, g)
+
+
+@pytest.mark.parametrize("architecture", ["relu", "topk"])
+def test_the_library_trains_with_the_chapters_loop_and_held_out_logging_changes_nothing(architecture):
+    """`utils.sae.training.train_sae` is the chapter's `train_sae` with the reference pieces (one text), and the
+    held-out measure the chapter's run logs does not change the SAE (so chapter 02 trains pretrained_sae's SAE)."""
+    h, held = _toy_activations(), _toy_activations(1000, seed=1)
+    cfg = SAEConfig(d_sae=24, architecture=architecture, k=3, steps=80, batch_size=128, resample="anthropic", resample_every=20,
+                    dead_window=10, tied_init=False, init_b_enc=-0.5, log_every=20)
+    library, library_history = sae_training.train_sae(h, cfg, progress=False)
+    relu, topk = ReLU(ref02.sae_forward, ref02.sae_loss), TopK(ref02.topk_activation, ref02.auxk_loss)
+    objective = relu if architecture == "relu" else topk
+    with torch.enable_grad():
+        chapter, history = ref02.train_sae(h, cfg, objective, held_out=held, desc=None)
+    assert all(torch.equal(library[name], chapter[name]) for name in library)
+    assert {k: v for k, v in history.items() if k != "held_out_variance_explained"} == {
+        k: v for k, v in library_history.items() if k != "held_out_variance_explained"}
+    assert len(history["held_out_variance_explained"]) == len(history["step"])
+    x_hat = objective.loss(chapter, held, cfg, torch.zeros(24, dtype=torch.bool))[2]
+    assert history["held_out_variance_explained"][-1] == pytest.approx(ref02.variance_explained(held, x_hat), abs=1e-6)
+
+
+def test_architectures_use_the_functions_they_are_given():
+    calls = []
+
+    def counting(name, fn):
+        def wrapped(*args, **kwargs):
+            calls.append(name)
+            return fn(*args, **kwargs)
+        return wrapped
+
+    h = _toy_activations(2000)
+    for architecture, objective in [
+        ("topk", TopK(counting("topk", ref02.topk_activation), counting("auxk", ref02.auxk_loss))),
+        ("jumprelu", jumprelu.JumpReLUSAE(counting("jumprelu_backward", ref02.jumprelu_backward))),
+        ("gated", Gated(counting("gated", ref02.gated_forward))),
+    ]:
+        cfg = SAEConfig(d_sae=12, architecture=architecture, k=2, steps=30, batch_size=64, dead_window=0, log_every=10)
+        with torch.enable_grad():
+            params, _ = ref02.train_sae(h, cfg, objective, desc=None)
+        assert torch.isfinite(params["W_dec"]).all()
+    assert {"topk", "auxk", "jumprelu_backward", "gated"} <= set(calls)
+    assert type(ARCHITECTURES["topk"]).__name__ == "TopK" and ARCHITECTURES["topk"].activation_fn is ref02.topk_activation
+
+
+def test_only_bricken_resampling_is_offered():
+    with pytest.raises(ValueError, match="anthropic"):
+        SAEConfig(d_sae=4, resample="simple")
+
+
+def test_training_step_keeps_unit_rows_and_resampling_resets_only_the_dead_latents_moments():
+    out = chapter02.step_probe(ref02.sae_training_step, *chapter02._step_case(1, 8, 4, 6, 3))
+    assert torch.allclose(out["W_dec"].norm(dim=-1), torch.ones(3, 6), atol=1e-6)
+    assert not torch.equal(out["W_enc"][0], out["W_enc"][1])  # every tensor moves
+    case = chapter02._resample_training_case(2, [4, 6])
+    dead = case[5]
+    got = chapter02.resample_probe(ref02.resample_in_training, *case)
+    for moment in ["exp_avg", "exp_avg_sq"]:
+        assert (got[moment]["W_enc"][:, dead] == 0).all() and (got[moment]["W_enc"][:, ~dead] != 0).all()
+        assert (got[moment]["W_dec"][dead] == 0).all() and (got[moment]["b_enc"][~dead] != 0).all()
+    residual = case[0][len(case[0]) // 2].clone()  # the one badly reconstructed input: its e0..e3 part is reconstructed
+    residual[:4] = 0
+    want = torch.nn.functional.normalize(residual, dim=0).expand(2, -1)  # (up to the two Adam steps' drift)
+    assert torch.allclose(got["params"]["W_dec"][dead], want, atol=5e-3)
+
+
+def test_training_checks_smollm2_rows_are_the_chapters_rows(model):
+    """The check reads its SmolLM2 activations from the chapter's cache when it is there, else collects them: the same rows."""
+    rows = chapter02._smollm2_rows(16)
+    tokens = data.token_sequences(model, 128, 16)
+    collected = data.drop_outliers(data.collect_activations(model, tokens).flatten(0, 1), 10.0)
+    assert rows.shape == collected.shape and torch.allclose(rows.float(), collected.float(), atol=1e-2, rtol=1e-3)
+
+
+def test_steering_with_alpha_zero_is_the_clean_run(model):
+    tokens = data.token_sequences(model, 10, 2)
+    W_dec = torch.nn.functional.normalize(torch.randn(4, model.cfg.d_model, generator=torch.Generator().manual_seed(0)), dim=-1)
+    with torch.no_grad():
+        clean = model(tokens)[:, -1].log_softmax(-1)
+    assert torch.allclose(ref02.steer_with_latent(model, tokens, "blocks.12.hook_resid_pre", W_dec, 1, 0.0), clean, atol=1e-5)
+    steered = ref02.steer_with_latent(model, tokens, "blocks.12.hook_resid_pre", W_dec, 1, 60.0)
+    promoted = (W_dec[1] @ model.W_U).topk(10).indices
+    assert (steered - clean)[:, promoted].mean() > 0  # pushing along a direction raises what it promotes

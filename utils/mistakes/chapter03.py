@@ -257,45 +257,158 @@ def path_patch_to_logits__every_position_summed(model, clean, corrupt, io_tokens
     return (ld - ld_clean) / (ld_clean - ld_corrupt)
 
 
-def _to_queries(model, clean, corrupt, io_tokens, s_tokens, receivers, rotate=True, kv=lambda head, group: head // group):
+# path patching to the queries, step by step: (a) the senders' outputs
+
+
+def _sender_attn_out(model, clean, corrupt, mode):
+    _, clean_cache = model.run_with_cache(clean)
+    _, corrupt_cache = model.run_with_cache(corrupt)
+    layers = range(model.cfg.n_layers)
+    z_clean = torch.stack([clean_cache["z", layer][:, -1] for layer in layers])
+    z_corrupt = torch.stack([corrupt_cache["z", layer][:, -1] for layer in layers])
+    out = lambda z: einops.einsum(z, model.W_O, "l b h dh, l h dh d -> l h b d")  # noqa: E731
+    if mode == "alone":
+        return out(z_corrupt)
+    if mode == "swapped":
+        attn = torch.stack([corrupt_cache["attn_out", layer][:, -1] for layer in layers])
+        return attn[:, None] + out(z_clean - z_corrupt)
+    attn = torch.stack([corrupt_cache["attn_out", layer][:, -1] for layer in layers])  # "layer": all corrupted
+    return attn[:, None].expand(-1, model.cfg.n_heads, -1, -1).clone()
+
+
+def sender_attn_out__clean_and_corrupted_swapped(model, clean, corrupt):
+    """clean and corrupted are swapped: the sender gives its clean output and the rest of its layer the corrupted one."""
+    return _sender_attn_out(model, clean, corrupt, "swapped")
+
+
+def sender_attn_out__sender_alone(model, clean, corrupt):
+    """only the sender's own corrupted output (`z @ W_O`) is returned, without the clean outputs of the other heads of its
+    layer."""
+    return _sender_attn_out(model, clean, corrupt, "alone")
+
+
+def sender_attn_out__whole_layer_corrupted(model, clean, corrupt):
+    """every head of the sender's layer gives its corrupted output, not only the sender."""
+    return _sender_attn_out(model, clean, corrupt, "layer")
+
+
+# (b) the receivers' residual stream
+
+
+def _receiver_resid(model, clean, sender_out, layer, mode):
+    _, cache = model.run_with_cache(clean)
+    out = cache["resid_pre", layer][:, -1].expand(model.cfg.n_layers, model.cfg.n_heads, -1, -1).clone()
+    if mode == "linear":  # the sender's change goes straight to the receiver's layer, MLPs untouched
+        for at in range(layer):
+            out[at] += sender_out[at] - cache["attn_out", at][:, -1]
+        return out
+    for at in range(layer):
+        resid = cache["resid_pre", at][:, -1] + sender_out[at]  # [head, batch, d_model]
+        for later in range(at, layer):
+            block = model.blocks[later]
+            if later > at:
+                resid = resid + cache["attn_out", later][:, -1]
+            if mode == "clean_scale":
+                normalised = resid / cache[f"blocks.{later}.ln2.hook_scale"][:, -1]
+            else:
+                normalised = block.ln2(resid)
+            if not (mode == "skip_own" and later == at):
+                resid = resid + block.mlp(normalised)
+            else:
+                resid = resid + cache["mlp_out", later][:, -1]
+        out[at] = resid
+    return out
+
+
+def receiver_resid__mlps_frozen(model, clean, sender_out, layer):
+    """the MLPs keep their clean outputs instead of being recomputed, so the sender's change reaches the receiver only
+    directly."""
+    return _receiver_resid(model, clean, sender_out, layer, "linear")
+
+
+def receiver_resid__sender_layer_mlp_frozen(model, clean, sender_out, layer):
+    """the MLP of the sender's own layer keeps its clean output: the recomputation starts one layer too late."""
+    return _receiver_resid(model, clean, sender_out, layer, "skip_own")
+
+
+def receiver_resid__clean_norm_scale(model, clean, sender_out, layer):
+    """each MLP's input is divided by the clean run's norm scale (`ln2.hook_scale` from the cache) instead of the changed
+    stream's own."""
+    return _receiver_resid(model, clean, sender_out, layer, "clean_scale")
+
+
+# (c) the receivers' queries
+
+
+def receiver_queries__rotary_forgotten(model, resid, layer, head, position):
+    """the query is not rotated (rotary embedding forgotten), so it cannot meet the rotated keys."""
+    attn = model.blocks[layer].attn
+    return model.blocks[layer].ln1(resid) @ attn.W_Q[head] + attn.b_Q[head]
+
+
+def receiver_queries__norm_forgotten(model, resid, layer, head, position):
+    """the residual stream goes into `W_Q` without the block's `ln1`."""
+    attn = model.blocks[layer].attn
+    q = resid @ attn.W_Q[head] + attn.b_Q[head]
+    return attn.apply_rotary(q.reshape(-1, 1, 1, q.shape[-1]), past_kv_pos_offset=position).reshape(q.shape)
+
+
+def receiver_queries__adjacent_pairs_rotated(model, resid, layer, head, position):
+    """the rotation pairs adjacent dimensions (0, 1), (2, 3), … (GPT-J's convention) instead of the two halves of the
+    query that TransformerLens pairs for this model (GPT-NeoX's and Llama's convention)."""
+    attn = model.blocks[layer].attn
+    q = model.blocks[layer].ln1(resid) @ attn.W_Q[head] + attn.b_Q[head]
+    half = attn.rotary_cos.shape[-1] // 2  # TransformerLens stores each angle twice: for dimension i and i + half
+    cos = attn.rotary_cos[position, :half].repeat_interleave(2)  # the same angles, given to adjacent pairs
+    sin = attn.rotary_sin[position, :half].repeat_interleave(2)
+    flipped = torch.stack([-q[..., 1::2], q[..., ::2]], dim=-1).flatten(-2)
+    return q * cos + flipped * sin
+
+
+# (d) the whole path
+
+
+def _to_queries(model, clean, corrupt, io_tokens, s_tokens, receivers, kv=None, scale=True, whole_output=False, rotate=True):
     """The reference's computation with one step changed."""
     n_heads = model.cfg.n_heads
     last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
     _, cache = model.run_with_cache(clean)
-    _, corrupt_cache = model.run_with_cache(corrupt)
     ld_clean, ld_corrupt = _ld(model, clean, io_tokens, s_tokens), _ld(model, corrupt, io_tokens, s_tokens)
-    first = min(layer for layer, _ in receivers)
-    z_diff = torch.stack([corrupt_cache["z", layer] - cache["z", layer] for layer in range(first)])
-    delta = einops.einsum(z_diff, model.W_O[:first], "l b p h dh, l h dh d -> l h b p d")
-    change = torch.zeros(first, n_heads, clean.shape[0], model.cfg.d_model)
+    senders = ref.sender_attn_out(model, clean, corrupt)
     group = n_heads // model.cfg.n_key_value_heads
-    n = first * n_heads
+    change = torch.zeros(model.cfg.n_layers, n_heads, clean.shape[0], model.cfg.d_model)
+    resids = {layer: ref.receiver_resid(model, clean, senders, layer) for layer in {layer for layer, _ in receivers}}
+    queries = ref.receiver_queries if rotate else receiver_queries__rotary_forgotten
     for layer, head in receivers:
-        attn = model.blocks[layer].attn
-        q = model.blocks[layer].ln1(cache["resid_pre", layer] + delta) @ attn.W_Q[head] + attn.b_Q[head]
-        q = einops.rearrange(q, "l h b p dh -> (l h b) p 1 dh")
-        q = (attn.apply_rotary(q) if rotate else q)[:, -1, 0]
-        k = cache["rot_k", layer][:, :, kv(head, group)].repeat(n, 1, 1)
-        v = cache["v", layer][:, :, kv(head, group)].repeat(n, 1, 1)
-        pattern = (einops.einsum(q, k, "n dh, n p dh -> n p") / model.cfg.d_head**0.5).softmax(-1)
-        z = einops.einsum(pattern, v, "n p, n p dh -> n dh")
-        out = (z - cache["z", layer][:, -1, head].repeat(n, 1)) @ attn.W_O[head]
-        change += einops.rearrange(out, "(l h b) d -> l h b d", l=first, h=n_heads)
+        q = queries(model, resids[layer], layer, head, clean.shape[1] - 1)
+        kv_head = kv(head, group) if kv is not None else head // group
+        k, v = cache["rot_k", layer][:, :, kv_head], cache["v", layer][:, :, kv_head]
+        scores = einops.einsum(q, k, "l h b dh, b p dh -> l h b p") / (model.cfg.d_head**0.5 if scale else 1.0)
+        z = einops.einsum(scores.softmax(-1), v, "l h b p, b p dh -> l h b dh")
+        change += (z if whole_output else z - cache["z", layer][:, -1, head]) @ model.W_O[layer, head]
     resid = model.ln_final(cache[last][:, -1] + change)
     ld = einops.einsum(resid, logit_diff_directions(model, io_tokens, s_tokens), "l h b d, b d -> l h b").mean(-1)
-    result = torch.zeros(model.cfg.n_layers, n_heads)
-    result[:first] = (ld - ld_clean) / (ld_clean - ld_corrupt)
-    return result
-
-
-def path_patch_to_queries__rotary_forgotten(model, clean, corrupt, io_tokens, s_tokens, receivers):
-    """the receivers' new queries are not rotated (rotary embedding forgotten) before they meet the rotated keys."""
-    return _to_queries(model, clean, corrupt, io_tokens, s_tokens, receivers, rotate=False)
+    return (ld - ld_clean) / (ld_clean - ld_corrupt)
 
 
 def path_patch_to_queries__key_heads_tiled(model, clean, corrupt, io_tokens, s_tokens, receivers):
     """query heads are assigned to key/value heads in turn (`head % 3`) instead of in consecutive groups (`head // 3`)."""
     return _to_queries(model, clean, corrupt, io_tokens, s_tokens, receivers, kv=lambda head, group: head % (9 // group))
+
+
+def path_patch_to_queries__scores_not_scaled(model, clean, corrupt, io_tokens, s_tokens, receivers):
+    """the attention scores are not divided by √d_head before the softmax."""
+    return _to_queries(model, clean, corrupt, io_tokens, s_tokens, receivers, scale=False)
+
+
+def path_patch_to_queries__whole_output_added(model, clean, corrupt, io_tokens, s_tokens, receivers):
+    """the receiver's whole new output is added to the final residual stream instead of its change (new minus clean)."""
+    return _to_queries(model, clean, corrupt, io_tokens, s_tokens, receivers, whole_output=True)
+
+
+def path_patch_to_queries__rotary_forgotten(model, clean, corrupt, io_tokens, s_tokens, receivers):
+    """the receivers' new queries are not rotated (rotary embedding forgotten) before they meet the rotated keys."""
+    return _to_queries(model, clean, corrupt, io_tokens, s_tokens, receivers, rotate=False)
 
 
 # --- head classes --------------------------------------------------------------------------------

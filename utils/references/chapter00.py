@@ -12,7 +12,7 @@ import einops
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
+from transformer_lens import FactoredMatrix, HookedTransformer
 
 
 def single_token_names(model: HookedTransformer, names: list[str]) -> list[str]:
@@ -67,6 +67,62 @@ def previous_token_scores(patterns: Float[Tensor, "layer head q_pos k_pos"]) -> 
 def induction_scores(patterns: Float[Tensor, "layer head q_pos k_pos"], seq_len: int) -> Float[Tensor, "layer head"]:
     """Mean attention from position T + i to position i + 1 (i = 1..T) on [BOS, r, r] with T = seq_len."""
     return patterns.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)[..., -seq_len:].mean(dim=-1)
+
+
+def full_ov_circuit(model: HookedTransformer, layer: int, head: int) -> FactoredMatrix:
+    """Head `layer.head`'s full OV circuit W_E W_V W_O W_U, [d_vocab, d_vocab], as a FactoredMatrix.
+
+    Row t is what the head adds to the logits, through the direct path, when it attends to token t.
+    Never form the product: keep it factored (its inner dimension is d_head).
+    """
+    return model.W_E @ model.blocks[layer].attn.OV[head] @ model.W_U
+
+
+def copying_score(circuit: FactoredMatrix) -> float:
+    """Sum of the circuit's eigenvalues divided by the sum of their absolute values, as a float.
+
+    1 when every non-zero eigenvalue is positive (the circuit maps tokens to themselves), -1 when
+    every one is negative, near 0 for a random matrix.
+    """
+    eigenvalues = circuit.eigenvalues  # of B @ A (mdim x mdim): the non-zero eigenvalues of A @ B
+    return (eigenvalues.sum().real / eigenvalues.abs().sum()).item()
+
+
+def positional_scores(
+    model: HookedTransformer, layer: int, head: int, resid: Float[Tensor, " d_model"], max_offset: int
+) -> Float[Tensor, " n_offsets"]:
+    """Pre-softmax score of head `layer.head` between a query and a key made from the same residual
+    vector `resid`, for offsets d = 0 .. max_offset (query position minus key position).
+
+    Both go through the layer's ln1 and the head's W_Q / W_K (its key head is shared, grouped-query),
+    are rotated by the head's rotary embedding at their own positions, dotted, and divided by
+    sqrt(d_head), as in the model. Entry d is the score of a key d positions before the query.
+    """
+    attn = model.blocks[layer].attn
+    x = model.blocks[layer].ln1(resid)
+    q = x @ attn.W_Q[head] + attn.b_Q[head]
+    k = x @ attn.W_K[head] + attn.b_K[head]  # attn.W_K repeats each key head for the query heads that share it
+    positions = max_offset + 1
+    rot_q = attn.apply_rotary(einops.repeat(q, "d -> 1 pos 1 d", pos=positions))[0, -1, 0]  # query at max_offset
+    rot_k = attn.apply_rotary(einops.repeat(k, "d -> 1 pos 1 d", pos=positions))[0, :, 0]  # keys at 0 .. max_offset
+    scores = rot_k @ rot_q / attn.attn_scale
+    return scores.flip(0)  # entry d: the key at position max_offset - d
+
+
+def composition_scores(model: HookedTransformer, layer1: int, head1: int, layer2: int, head2: int) -> dict[str, float]:
+    """Q-, K- and V-composition of the earlier head layer1.head1 into the later head layer2.head2.
+
+    Each is ||W_OV W||_F / (||W_OV||_F ||W||_F) with W_OV the earlier head's OV circuit and W the later
+    head's QK circuit ("Q"), its transpose ("K") or its OV circuit ("V"), as FactoredMatrix objects
+    (TransformerLens puts the vector on the left (a row vector, x @ W), so the earlier head's matrix comes first).
+    """
+    ov = model.blocks[layer1].attn.OV[head1]
+    later = model.blocks[layer2].attn
+
+    def score(w: FactoredMatrix) -> float:
+        return ((ov @ w).norm() / (ov.norm() * w.norm())).item()
+
+    return {"Q": score(later.QK[head2]), "K": score(later.QK[head2].T), "V": score(later.OV[head2])}
 
 
 def ablated_loss(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], layer: int, head: int) -> float:

@@ -183,6 +183,69 @@ def path_patch_to_logits(
     return (ld.mean(-1) - ld_clean) / (ld_clean - ld_corrupt)
 
 
+def sender_attn_out(
+    model: HookedTransformer, clean: Int[Tensor, "batch pos"], corrupt: Int[Tensor, "batch pos"]
+) -> Float[Tensor, "layer head batch d_model"]:
+    """Each layer's attention output at END with one head, the sender, taken from the corrupted run.
+
+    Entry [l, h] is what `blocks.{l}.hook_attn_out` at the last position would be if head h of layer l
+    gave its output on the corrupted prompts and every other head of that layer its output on the
+    clean ones: the clean attention output plus head h's corrupted-minus-clean `z @ W_O`.
+    """
+    n_layers = model.cfg.n_layers
+    want = lambda name: name.endswith(("hook_z", "hook_attn_out"))  # noqa: E731
+    _, clean_cache = model.run_with_cache(clean, names_filter=want)
+    _, corrupt_cache = model.run_with_cache(corrupt, names_filter=want)
+    z_diff = torch.stack([corrupt_cache["z", layer][:, -1] - clean_cache["z", layer][:, -1] for layer in range(n_layers)])
+    change = einops.einsum(z_diff, model.W_O, "layer batch head dh, layer head dh d -> layer head batch d")
+    attn_out = torch.stack([clean_cache["attn_out", layer][:, -1] for layer in range(n_layers)])  # [layer, batch, d]
+    return attn_out[:, None] + change
+
+
+def receiver_resid(
+    model: HookedTransformer,
+    clean: Int[Tensor, "batch pos"],
+    sender_out: Float[Tensor, "layer head batch d_model"],
+    layer: int,
+) -> Float[Tensor, "layer head batch d_model"]:
+    """The residual stream entering block `layer` at END, one per sender, with every head frozen.
+
+    Entry [l, h]: the clean run at the last position, every attention layer's output frozen at its
+    clean value except layer l's, which is `sender_out[l, h]`; the MLPs (and their norms) are
+    recomputed on the changed stream. A sender at or after `layer` cannot reach it: its entry is the
+    clean `blocks.{layer}.hook_resid_pre` at END.
+    """
+    _, cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith(("hook_resid_pre", "hook_attn_out")))
+    clean_in = cache["resid_pre", layer][:, -1]  # [batch, d_model]
+    out = einops.repeat(clean_in, "batch d -> l h batch d", l=model.cfg.n_layers, h=model.cfg.n_heads).clone()
+    resid = out[:0]  # [layers of senders so far, head, batch, d_model]: one stream per sender
+    for at in range(layer):
+        block = model.blocks[at]
+        frozen = resid + cache["attn_out", at][:, -1]  # earlier senders: this layer's heads keep their clean output
+        entering = cache["resid_pre", at][:, -1] + sender_out[at]  # this layer's senders enter: [head, batch, d_model]
+        resid = torch.cat([frozen, entering[None]])
+        resid = resid + block.mlp(block.ln2(resid))  # the MLP is recomputed on the changed stream
+    out[:layer] = resid
+    return out
+
+
+def receiver_queries(
+    model: HookedTransformer, resid: Float[Tensor, "*senders d_model"], layer: int, head: int, position: int
+) -> Float[Tensor, "*senders d_head"]:
+    """The query of head `head` of block `layer` read from residual streams `resid` at `position`.
+
+    As the block computes it: `ln1`, then `W_Q[head]` and `b_Q[head]`, then (for a rotary model) the
+    rotation of position `position`, with the attention layer's own `apply_rotary` (what
+    `hook_rot_q` holds). Any leading axes of `resid` are kept.
+    """
+    attn = model.blocks[layer].attn
+    q = model.blocks[layer].ln1(resid) @ attn.W_Q[head] + attn.b_Q[head]
+    if model.cfg.positional_embedding_type == "rotary":
+        one = q.reshape(-1, 1, 1, q.shape[-1])  # [n, pos, head, d_head] with one position and one head
+        q = attn.apply_rotary(one, past_kv_pos_offset=position).reshape(q.shape)
+    return q
+
+
 def path_patch_to_queries(
     model: HookedTransformer,
     clean: Int[Tensor, "batch pos"],
@@ -191,41 +254,34 @@ def path_patch_to_queries(
     s_tokens: Int[Tensor, " batch"],
     receivers: list[tuple[int, int]],
 ) -> Float[Tensor, "layer head"]:
-    """Effect of each sender head on the logits through the receivers' queries only."""
+    """Effect of each sender head on the logits through the receivers' queries only, normalised like exercise 9.
+
+    For every sender: the receivers' new queries at END (exercises 10-12), their attention over the
+    clean keys, their new output, and the change of that output (new minus clean, through `W_O`)
+    added, summed over receivers, to the clean final residual stream at END; then `ln_final` and the
+    logit difference, (LD_path - LD_clean) / (LD_clean - LD_corrupt).
+    """
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     last = f"blocks.{n_layers - 1}.hook_resid_post"
     rotary = model.cfg.positional_embedding_type == "rotary"
-    want = ("hook_z", "resid_pre", "hook_rot_k" if rotary else "hook_k", "hook_v")
+    want = ("hook_z", "hook_rot_k" if rotary else "hook_k", "hook_v")
     clean_logits, cache = model.run_with_cache(clean, names_filter=lambda name: name.endswith(want) or name == last)
-    corrupt_logits, corrupt_cache = model.run_with_cache(corrupt, names_filter=lambda name: name.endswith("hook_z"))
     ld_clean = logit_diff(clean_logits, io_tokens, s_tokens).mean()
-    ld_corrupt = logit_diff(corrupt_logits, io_tokens, s_tokens).mean()
-    first = min(layer for layer, _ in receivers)
-    # only the receivers' queries at END matter, so only the senders' change at END
-    z_diff = torch.stack([corrupt_cache["z", layer][:, -1] - cache["z", layer][:, -1] for layer in range(first)])
-    delta = einops.einsum(z_diff, model.W_O[:first], "layer batch head dh, layer head dh d -> layer head batch d")
-    change = torch.zeros(first, n_heads, clean.shape[0], model.cfg.d_model)  # receivers' output change at END
-    group = n_heads // (model.cfg.n_key_value_heads or n_heads)
-    senders = first * n_heads
+    ld_corrupt = logit_diff(model(corrupt), io_tokens, s_tokens).mean()
+    senders = sender_attn_out(model, clean, corrupt)  # exercise 10
+    resid = {layer: receiver_resid(model, clean, senders, layer) for layer in {layer for layer, _ in receivers}}  # 11
+    group = n_heads // (model.cfg.n_key_value_heads or n_heads)  # query heads per key/value head
+    change = torch.zeros(n_layers, n_heads, clean.shape[0], model.cfg.d_model)  # the receivers' output change at END
     for layer, head in receivers:
-        attn = model.blocks[layer].attn
-        q_in = model.blocks[layer].ln1(cache["resid_pre", layer][:, -1] + delta)  # [l, h, batch, d]
-        q = (q_in @ attn.W_Q[head] + attn.b_Q[head]).flatten(0, 2)  # [(l h batch), d_head]
-        if rotary:  # rotate as at the last position: place q there in an otherwise empty sequence
-            at_end = torch.zeros(q.shape[0], clean.shape[1], 1, q.shape[-1])
-            at_end[:, -1, 0] = q
-            q = attn.apply_rotary(at_end)[:, -1, 0]
-        k = cache["rot_k" if rotary else "k", layer][:, :, head // group].repeat(senders, 1, 1)
-        v = cache["v", layer][:, :, head // group].repeat(senders, 1, 1)
-        pattern = (einops.einsum(q, k, "n dh, n pos dh -> n pos") / model.cfg.d_head**0.5).softmax(-1)
-        z = einops.einsum(pattern, v, "n pos, n pos dh -> n dh")
-        out = (z - cache["z", layer][:, -1, head].repeat(senders, 1)) @ attn.W_O[head]
-        change += einops.rearrange(out, "(l h batch) d -> l h batch d", l=first, h=n_heads)
-    resid = model.ln_final(cache[last][:, -1] + change)
-    ld = einops.einsum(resid, logit_diff_directions(model, io_tokens, s_tokens), "l h batch d, batch d -> l h batch")
-    result = torch.zeros(n_layers, n_heads)
-    result[:first] = (ld.mean(-1) - ld_clean) / (ld_clean - ld_corrupt)
-    return result
+        q = receiver_queries(model, resid[layer], layer, head, clean.shape[1] - 1)  # exercise 12: [l, h, batch, d_head]
+        k = cache["rot_k" if rotary else "k", layer][:, :, head // group]  # [batch, pos, d_head], clean
+        v = cache["v", layer][:, :, head // group]
+        scores = einops.einsum(q, k, "l h batch dh, batch pos dh -> l h batch pos") / model.cfg.d_head**0.5
+        z = einops.einsum(scores.softmax(-1), v, "l h batch pos, batch pos dh -> l h batch dh")
+        change += (z - cache["z", layer][:, -1, head]) @ model.W_O[layer, head]
+    resid_final = model.ln_final(cache[last][:, -1] + change)
+    ld = einops.einsum(resid_final, logit_diff_directions(model, io_tokens, s_tokens), "l h batch d, batch d -> l h batch")
+    return (ld.mean(-1) - ld_clean) / (ld_clean - ld_corrupt)
 
 
 def copying_scores(

@@ -7,7 +7,7 @@ An SAE is a dict of tensors with SAELens's key names (``W_enc [d_in, d_sae]``, `
 - `base`       the config (`SAEConfig`), the architecture interface, initialisation, decoding;
 - `relu`, `topk`, `jumprelu`, `gated`  one architecture each: its encoder and training loss;
 - `model`      which architecture an SAE is; `encode`, `run_sae` for any of them;
-- `training`   `train_sae`, the generic trainer (with dead-latent resampling);
+- `training`   `train_sae`: chapter 02's training loop, with the objective of any architecture;
 - `metrics`    L0, variance explained, dead/dense fractions, CE loss with the SAE spliced in;
 - `saelens`    SAELens's on-disk format (save, load);
 - `pretrained` chapter 02's language-model SAE, trained once and cached;

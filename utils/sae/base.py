@@ -13,7 +13,7 @@ from torch import Tensor
 
 Params = dict[str, Tensor]
 ARCHITECTURES = ("relu", "topk", "jumprelu", "gated")
-RESAMPLING = (None, "simple", "anthropic")
+RESAMPLING = (None, "anthropic")
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class SAEConfig:
     al.: keep the ``k`` largest, + aux_coeff·AuxK on latents dead for ``dead_window`` steps),
     ``"jumprelu"`` (MSE + l0_coeff·L0 through a straight-through estimator of width ``bandwidth``,
     thresholds starting at ``init_threshold``) or ``"gated"`` (MSE + l1_coeff·gate sparsity +
-    the auxiliary reconstruction). ``resample``: None, ``"simple"`` or ``"anthropic"``: every
+    the auxiliary reconstruction). ``resample``: None or ``"anthropic"`` (Bricken et al.): every
     ``resample_every`` steps (in the first 80 % of training) latents that have not fired for
     ``dead_window`` steps are resampled. ``tied_init``/``init_b_enc``: the encoder starts as the
     decoder transposed (Gao et al.) or independent, with bias ``init_b_enc``.
@@ -53,7 +53,7 @@ class SAEConfig:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}: {', '.join(ARCHITECTURES)}")
         if self.resample not in RESAMPLING:
-            raise ValueError(f"unknown resampling {self.resample!r}: None, 'simple' or 'anthropic'")
+            raise ValueError(f"unknown resampling {self.resample!r}: None or 'anthropic'")
 
 
 class Architecture(Protocol):

@@ -53,6 +53,9 @@ def threshold_of(params: Params) -> Tensor:
 
 @dataclass(frozen=True)
 class JumpReLUSAE:
+    """``backward_fn``: chapter 02's `jumprelu_backward` (the notebook passes the learner's)."""
+
+    backward_fn: Callable = jumprelu_backward
     name: str = "jumprelu"
     saelens: str = "jumprelu"
 
@@ -67,7 +70,7 @@ class JumpReLUSAE:
         """MSE + l0_coeff · L0, both through the straight-through estimators of width ``bandwidth``."""
         pre = pre_activations(params, x)
         threshold = threshold_of(params)
-        acts = JumpReLU.apply(pre, threshold, cfg.bandwidth)
+        acts = JumpReLU.apply(pre, threshold, cfg.bandwidth, self.backward_fn)
         x_hat = decode(params, acts)
         l0 = Step.apply(pre, threshold, cfg.bandwidth).sum(-1).mean()
         return mse(x, x_hat) + cfg.l0_coeff * l0, acts, x_hat

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +14,10 @@ from utils.sae.base import Params, SAEConfig, decode, mse, pre_activations
 
 @dataclass(frozen=True)
 class TopK:
+    """``activation_fn``/``aux_fn``: chapter 02's `topk_activation` and `auxk_loss` (the notebook passes the learner's)."""
+
+    activation_fn: Callable = topk_activation
+    aux_fn: Callable = auxk_loss
     name: str = "topk"
     saelens: str = "topk"
 
@@ -22,16 +27,16 @@ class TopK:
     def encode(self, params: Params, x: Tensor, k: int | None = None) -> Tensor:
         if k is None:
             raise ValueError("a TopK SAE needs its k (SAELens keeps it in cfg.json)")
-        return topk_activation(pre_activations(params, x), k)
+        return self.activation_fn(pre_activations(params, x), k)
 
     def loss(self, params: Params, x: Tensor, cfg: SAEConfig, dead: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """MSE + aux_coeff · AuxK (k_aux = d_in / 2) on the latents dead for ``dead_window`` steps."""
         pre = pre_activations(params, x)
-        acts = topk_activation(pre, cfg.k)
+        acts = self.activation_fn(pre, cfg.k)
         x_hat = decode(params, acts)  # dense: on a CPU faster than gathering the k rows (measured)
         loss = mse(x, x_hat)
         if dead.any():  # AuxK on the dead latents only (a small dense problem)
-            every = torch.ones(int(dead.sum()), dtype=torch.bool)
-            aux = auxk_loss((x - x_hat).detach(), pre[:, dead], params["W_dec"][dead], every, x.shape[1] // 2)
+            every = torch.ones(int(dead.sum()), dtype=torch.bool, device=x.device)
+            aux = self.aux_fn((x - x_hat).detach(), pre[:, dead], params["W_dec"][dead], every, x.shape[1] // 2)
             loss = loss + cfg.aux_coeff * aux
         return loss, acts, x_hat
