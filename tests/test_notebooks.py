@@ -1,7 +1,8 @@
 """Slow tier: every reference notebook runs end to end, without an error, in a simulated Binder.
 
-The simulation is what mybinder.org builds and enforces: a fresh virtual environment made only from
-`binder/` (`pip install -r binder/requirements.txt`, then `binder/postBuild`), and a kernel from that
+The simulation is what mybinder.org builds and enforces: a virtual environment made only from
+`binder/` (`pip install -r binder/requirements.txt`, then `binder/postBuild`; built once per machine for
+the files it is built from, in the course's cache), and a kernel from that
 environment inside a cgroup capped at Binder's most generous memory limit, BINDER_MEMORY_GB (Binder
 guarantees 1 GB and allows up to 2 GB). The kernel starts through the grader's launcher
 (`utils.grading.launch`), which makes the cgroup. A cgroup is charged for the file pages it reads
@@ -16,6 +17,7 @@ skips saying why; where the machine gives no cgroup, the cap is not enforced and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -37,7 +39,7 @@ from tests.conftest import ROOT, SOLUTIONS
 from utils import figures
 from utils.course import notebooks
 from utils.grading.sandbox import Limits, launcher_flags
-from utils.paths import cache_dir
+from utils.paths import cache_dir, computing
 
 NOTEBOOKS = notebooks(SOLUTIONS)
 BINDER_MEMORY_GB = 2.0
@@ -62,13 +64,32 @@ def _build_binder_environment(folder: Path) -> tuple[Path | None, str]:
     return python, ""
 
 
+def _binder_key() -> str:
+    """What the environment is built from (and where: postBuild installs this clone, editable)."""
+    parts = [path.read_bytes() for path in sorted(BINDER.iterdir()) if path.is_file()]
+    parts += [(ROOT / name).read_bytes() for name in ("requirements-learner.txt", "pyproject.toml")]
+    parts += [str(ROOT).encode(), sys.version.encode()]
+    return hashlib.sha1(b"\0".join(parts)).hexdigest()[:12]
+
+
 @pytest.fixture(scope="session")
-def binder(tmp_path_factory) -> dict:
-    """{"python": the Binder environment's Python, or this one's; "why": why not Binder ("" if it is)}."""
+def binder() -> dict:
+    """{"python": the Binder environment's Python, or this one's; "why": why not Binder ("" if it is)}.
+
+    Built once per machine for what it is built from (`_binder_key`), in the course's cache; test workers
+    that need it at once wait for the first one's build (`computing`)."""
+    folder = cache_dir() / "binder-env" / _binder_key()
     start = time.perf_counter()
-    python, why = _build_binder_environment(tmp_path_factory.mktemp("binder") / "venv")
-    print(f"Binder environment: {'built' if python else 'NOT built'} in {time.perf_counter() - start:.0f} s {why}")
-    return {"python": python or Path(sys.executable), "why": why}
+    with computing(folder):
+        if not (folder / "built").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that stopped half-way
+            python, why = _build_binder_environment(folder)
+            if python is None:
+                shutil.rmtree(folder, ignore_errors=True)
+                return {"python": Path(sys.executable), "why": why}
+            (folder / "built").write_text(f"{time.perf_counter() - start:.0f} s\n")
+    print(f"Binder environment ready in {time.perf_counter() - start:.0f} s (built in {(folder / 'built').read_text().strip()})")
+    return {"python": folder / "bin" / "python", "why": ""}
 
 
 def _capped_kernelspec(python: Path, folder: Path) -> tuple[Path, Path]:
@@ -128,9 +149,24 @@ def test_binder_environment_is_built_from_binder_only(binder):
     assert not names & {"nbgrader", "pytest", "ruff", "nbqa", "playwright"}, "Binder got developer tools"
 
 
-@pytest.mark.notebooks
-@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.name)
-def test_reference_notebook_runs_end_to_end_under_binders_memory_limit(source, tmp_path, binder):
+def _notebook_tests(source: Path) -> type:
+    """One class per notebook: under `make test` (`-n 2 --dist loadscope`) each class is a unit of work of its
+    own, so the notebooks, the longest part of the suite, are spread over both workers."""
+
+    class NotebookTests:
+        @pytest.mark.notebooks
+        def test_runs_end_to_end_under_binders_memory_limit(self, tmp_path, binder):
+            run_end_to_end_under_binders_memory_limit(source, tmp_path, binder)
+
+    NotebookTests.__name__ = NotebookTests.__qualname__ = f"Test_{source.stem}"
+    return NotebookTests
+
+
+for _source in NOTEBOOKS:
+    globals()[f"Test_{_source.stem}"] = _notebook_tests(_source)
+
+
+def run_end_to_end_under_binders_memory_limit(source: Path, tmp_path: Path, binder: dict) -> None:
     path = shutil.copy(source, tmp_path / source.name)  # run a copy: the source is never written
     nb = nbformat.read(path, as_version=4)
     kernels, report = _capped_kernelspec(binder["python"], tmp_path)

@@ -46,7 +46,7 @@ from transformer_lens import HookedTransformer
 
 from utils.grading.checks import Checks
 from utils.grading.engine import Case, Exercise, match
-from utils.paths import SAE_HOOK
+from utils.paths import SAE_HOOK, computing
 from utils.references import chapter04b as ref
 from utils.sae.model import encode
 
@@ -162,16 +162,16 @@ def paragraph_data(model: HookedTransformer, verbose: bool = True) -> ParagraphD
 
     tokens, mask, rows = build_paragraphs(model.tokenizer)
     path = _cache_path(model)
-    if path.exists():
-        stored = load_file(path)
-        if torch.equal(stored["tokens"], tokens):
-            return ParagraphData(tokens, mask & _not_sink(stored["acts"]), stored["acts"], rows)
-    start = time.perf_counter()
-    acts = collect_activations(model, tokens, HOOK_NAME, batch_size=16, desc="paragraph activations")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # its own: two processes may write at once
-    save_file({"tokens": tokens, "acts": acts.contiguous()}, tmp, metadata={"hook_name": HOOK_NAME, "source": SOURCE})
-    tmp.rename(path)
+    with computing(path):  # a second process waits for the first one's file instead of computing it again
+        if path.exists():
+            stored = load_file(path)
+            if torch.equal(stored["tokens"], tokens):
+                return ParagraphData(tokens, mask & _not_sink(stored["acts"]), stored["acts"], rows)
+        start = time.perf_counter()
+        acts = collect_activations(model, tokens, HOOK_NAME, batch_size=16, desc="paragraph activations")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # written whole, then renamed: a reader never sees half a file
+        save_file({"tokens": tokens, "acts": acts.contiguous()}, tmp, metadata={"hook_name": HOOK_NAME, "source": SOURCE})
+        tmp.rename(path)
     if verbose:
         print(f"Cached activations of {len(tokens):,} paragraphs in {path} ({time.perf_counter() - start:.0f} s)")
     return ParagraphData(tokens, mask & _not_sink(acts), acts, rows)

