@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import shutil
 
 import pytest
 
@@ -14,7 +15,7 @@ from utils.paths import CHAPTERS_DIR as CHAPTERS
 from utils.paths import ROOT
 from utils.paths import SOLUTIONS_DIR as SOLUTIONS
 
-__all__ = ["CHAPTERS", "ROOT", "SOLUTIONS", "wrong_implementations"]
+__all__ = ["CHAPTERS", "CHROMIUM", "CHROMIUM_ARGS", "ROOT", "SOLUTIONS", "wrong_implementations"]
 _EXPECTED: dict[tuple, list] = {}
 
 
@@ -48,6 +49,23 @@ def wrong_implementations(chapter: str) -> list[tuple[str, str, object]]:
             function, mistake = name.split("__", 1)
             found.append((function, mistake, fn))
     return found
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")  # Debian's package (`make` installs it as root)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright (the system's executable: nothing is downloaded)."""
+    if CHROMIUM is None:
+        pytest.skip("needs Chromium (Debian package `chromium`)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
 
 
 SLOWEST_FILES = ("test_notebooks.py", "test_instructor.py")

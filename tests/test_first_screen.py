@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHAPTERS, ROOT
-from tests.test_rendering import ARGS, CHROMIUM
+from tests.conftest import CHAPTERS, CHROMIUM, CHROMIUM_ARGS, ROOT
 
 pytestmark = pytest.mark.notebooks
 NOTEBOOK = "00_transformerlens_warmup.ipynb"
@@ -63,7 +62,7 @@ def _open(config: str, tmp_path: Path, shot: str):
     outside: list[str] = []
     try:
         with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
 
             def route(request_route):

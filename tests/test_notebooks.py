@@ -36,6 +36,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from tests.conftest import ROOT, SOLUTIONS
+from tests.test_visuals import assert_views_work_offline
 from utils import figures
 from utils.course import notebooks
 from utils.grading.sandbox import Limits, launcher_flags
@@ -195,6 +196,7 @@ def run_end_to_end_under_binders_memory_limit(source: Path, tmp_path: Path, bind
     checks = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
     assert checks and all("✓" in "".join(o.get("text", "") for o in c.outputs) for c in checks)
     assert_expected_figures_are_current(source, nb, tmp_path)
+    assert_views_work_offline(nb, source.name, tmp_path / "views")  # the interactive views, in Chromium, offline
 
 
 def assert_expected_figures_are_current(source, nb, tmp_path, tolerance: float = 12.0):

@@ -8,7 +8,6 @@ Screenshots of each notebook's expected figures land in $COURSE_ARTIFACTS (defau
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -19,21 +18,6 @@ from utils import figures
 from utils.course import notebooks
 
 pytestmark = pytest.mark.notebooks
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run", "--disable-quic"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("needs Chromium (Debian package `chromium`)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield instance
-        instance.close()
-
 
 @pytest.mark.parametrize("source", notebooks(SOLUTIONS), ids=lambda p: p.name)
 def test_the_learner_notebook_shows_its_expected_figures_before_anything_runs(source, browser, tmp_path):
