@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,25 @@ def browser():
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
+
+
+def offline_page(browser, path: Path, width: int = 1100, height: int = 900):
+    """``path`` opened as a file:// page on which every request but file: and data: is aborted and recorded;
+    returns (page, the requests that would have left the machine, the page's JavaScript errors)."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    outside: list[str] = []
+    errors: list[str] = []
+
+    def block(route):
+        if route.request.url.startswith(("file:", "data:")):
+            return route.continue_()
+        outside.append(route.request.url)
+        return route.abort()
+
+    page.route("**/*", block)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(path.as_uri(), wait_until="load")
+    return page, outside, errors
 
 
 SLOWEST_FILES = ("test_notebooks.py", "test_instructor.py")

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.conftest import CHAPTERS, SOLUTIONS
+from tests.conftest import CHAPTERS, SOLUTIONS, offline_page
 from utils import figures
 from utils.course import notebooks
 
@@ -29,17 +29,7 @@ def test_the_learner_notebook_shows_its_expected_figures_before_anything_runs(so
     page_file = tmp_path / f"{source.stem}.html"
     page_file.write_text(html)
     expected = [f for entry in figures.manifest(source).values() for f in entry["figures"]]
-    page = browser.new_page(viewport={"width": 1100, "height": 900})
-    outside: list[str] = []
-
-    def block(route):
-        if route.request.url.startswith(("file:", "data:")):
-            return route.continue_()
-        outside.append(route.request.url)
-        return route.abort()
-
-    page.route("**/*", block)
-    page.goto(page_file.as_uri(), wait_until="load")
+    page, _, _ = offline_page(browser, page_file)  # (nbconvert's own CDN scripts are tried and aborted: not asserted)
     shown = page.evaluate(
         """() => [...document.querySelectorAll('img')].filter(i => i.alt.startsWith('Expected figure'))
                  .map(i => ({alt: i.alt, loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth}))"""

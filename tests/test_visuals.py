@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, offline_page
 from utils import visuals
 
 WORDS = "When Mary and John went to the store , John gave a drink to Mary".split()
@@ -120,20 +120,7 @@ def open_offline(browser, view: visuals.View, folder: Path, name: str):
     """The view as a file:// page with every other request aborted; returns (page, outside requests, JS errors)."""
     path = folder / f"{name}.html"
     view.save(path)
-    page = browser.new_page(viewport={"width": 1000, "height": 700})
-    outside: list[str] = []
-    errors: list[str] = []
-
-    def block(route):
-        if route.request.url.startswith(("file:", "data:")):
-            return route.continue_()
-        outside.append(route.request.url)
-        return route.abort()
-
-    page.route("**/*", block)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(path.as_uri(), wait_until="load")
-    return page, outside, errors
+    return offline_page(browser, path, 1000, 700)
 
 
 def backgrounds(page) -> list[str]:
@@ -260,15 +247,9 @@ def assert_views_work_offline(nb, name: str, artifacts: Path) -> int:
     artifacts.mkdir(parents=True, exist_ok=True)
     page_file = artifacts / f"{Path(name).stem}.html"
     page_file.write_text(exporter.from_notebook_node(nb)[0])
-    outside: list[str] = []
-    errors: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
-        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
-                   else (outside.append(route.request.url), route.abort()))
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(page_file.as_uri(), wait_until="load")
+        page, outside, errors = offline_page(browser, page_file)
         views = page.locator(".cv-view")
         count = views.count()
         assert count > 0, f"{name}: the views are in the outputs but not on the exported page"
