@@ -60,7 +60,7 @@ grade: setup  ## grade the learner notebooks in chapters/ (NB=path to grade one)
 
 test: lint  ## everything CI runs: lint, chapters/ up to date, the whole pytest suite
 	$(BIN)/python -m utils.release --check
-	$(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder  # both cores: a file (or a class: each notebook of test_notebooks.py) per worker at a time, in the order of tests/conftest.py
+	$(BIN)/python -m pytest -n 2 --dist loadfile  # both cores: one file per worker at a time
 
 notebooks: setup  ## only the slow tier: run every reference notebook end to end
 	$(BIN)/python -m pytest -m notebooks

@@ -151,8 +151,8 @@ def test_binder_environment_is_built_from_binder_only(binder):
 
 
 def _notebook_tests(source: Path) -> type:
-    """One class per notebook: under `make test` (`-n 2 --dist loadscope`) each class is a unit of work of its
-    own, so the notebooks, the longest part of the suite, are spread over both workers."""
+    """One class per notebook (under `--dist loadscope` each class is a unit of work; `make test` keeps
+    `loadfile`, which was faster: see tests/conftest.py)."""
 
     class NotebookTests:
         @pytest.mark.notebooks
