@@ -39,7 +39,7 @@ from tests.conftest import ROOT, SOLUTIONS
 from tests.test_visuals import assert_views_work_offline
 from utils import figures
 from utils.course import notebooks
-from utils.grading.sandbox import Limits, launcher_flags
+from utils.grading.sandbox import Limits, Sandbox, launcher_flags
 from utils.paths import cache_dir, computing
 
 NOTEBOOKS = notebooks(SOLUTIONS)
@@ -93,17 +93,17 @@ def binder() -> dict:
     return {"python": folder / "bin" / "python", "why": ""}
 
 
-def _capped_kernelspec(python: Path, folder: Path) -> tuple[Path, Path]:
-    """A kernelspec ("binder") whose kernel runs `python` under Binder's memory cap; (kernels folder, report file)."""
+def _capped_kernelspec(python: Path, folder: Path) -> tuple[Path, Sandbox]:
+    """A kernelspec ("binder") whose kernel runs `python` under Binder's memory cap; (kernels folder, the
+    grader's `Sandbox` record of it: what the launcher set up, and its `cleanup`)."""
     limits = Limits(memory_gb=BINDER_MEMORY_GB, cpu_seconds=36000, file_gb=8.0)
-    report = folder / "launched.json"
-    name = f"course-binder-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    argv = [str(python), "-m", "utils.grading.launch", *launcher_flags(limits, name, report), "--",
+    sandbox = Sandbox(scratch=folder, limits=limits, isolate=False, name=f"course-binder-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    argv = [str(python), "-m", "utils.grading.launch", *launcher_flags(limits, sandbox.name, sandbox.report_file), "--",
             str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     spec = folder / "kernels" / "binder"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Binder (simulated)", "language": "python"}))
-    return spec.parent, report
+    return spec.parent, sandbox
 
 
 def _drop_page_cache() -> None:
@@ -124,20 +124,6 @@ def _peak_gb(launched: dict) -> float | None:
         except (OSError, ValueError):
             continue
     return None
-
-
-def _remove_cgroups(report: Path) -> dict:
-    launched = json.loads(report.read_text()) if report.exists() else {}
-    for folder in set(launched.get("cgroups", {}).values()):
-        for _ in range(60):
-            try:
-                Path(folder).rmdir()
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.05)
-    return launched
 
 
 @pytest.mark.notebooks
@@ -170,7 +156,7 @@ for _source in NOTEBOOKS:
 def run_end_to_end_under_binders_memory_limit(source: Path, tmp_path: Path, binder: dict) -> None:
     path = shutil.copy(source, tmp_path / source.name)  # run a copy: the source is never written
     nb = nbformat.read(path, as_version=4)
-    kernels, report = _capped_kernelspec(binder["python"], tmp_path)
+    kernels, sandbox = _capped_kernelspec(binder["python"], tmp_path)
     km = AsyncKernelManager(kernel_name="binder", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
     client = NotebookClient(nb, km=km, timeout=900, resources={"metadata": {"path": str(tmp_path)}})
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COURSE_CACHE_DIR": str(cache_dir())}
@@ -179,12 +165,13 @@ def run_end_to_end_under_binders_memory_limit(source: Path, tmp_path: Path, bind
     peak = None
     try:
         client.execute(env=env)  # inline figures
-        peak = _peak_gb(json.loads(report.read_text()))
+        peak = _peak_gb(sandbox.launched())
     except DeadKernelError as error:
         pytest.fail(f"{source.name}: the kernel died under Binder's {BINDER_MEMORY_GB:g} GB limit ({error})")
     finally:
         run_sync(km.shutdown_kernel)(now=True)  # nbclient leaves a kernel it did not create running
-        launched = _remove_cgroups(report)
+        sandbox.cleanup()
+        launched = sandbox.launched()
     where = "Binder's environment" if not binder["why"] else "this environment (Binder's could not be built)"
     capped = f"capped at {BINDER_MEMORY_GB:g} GB" if launched.get("cgroups", {}).get("memory") else "NOT capped (no cgroup)"
     capped += f", peak {peak:.2f} GB (page cache included)" if peak is not None else ""
