@@ -58,9 +58,9 @@ figures: setup  ## execute every reference notebook and keep its figures as the 
 grade: setup  ## grade the learner notebooks in chapters/ (NB=path to grade one)
 	$(BIN)/python -m utils.grade $(or $(NB),chapters)
 
-test: lint  ## everything CI runs: lint, chapters/ up to date, the whole pytest suite
+test: lint  ## everything CI runs: lint, chapters/ up to date, the whole pytest suite (FRESH=1: rerun stored notebook runs too)
 	$(BIN)/python -m utils.release --check
-	$(BIN)/python -m pytest -n 2 --dist loadfile  # both cores: one file per worker at a time
+	$(if $(FRESH),COURSE_FRESH_RUNS=1) $(BIN)/python -m pytest -n 2 --dist loadfile  # both cores: one file per worker at a time
 
 notebooks: setup  ## only the slow tier: run every reference notebook end to end
 	$(BIN)/python -m pytest -m notebooks

@@ -36,6 +36,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from tests.conftest import ROOT, SOLUTIONS
+from tests.runs import IMPORTED_FILES_CODE, RunCache
 from tests.test_visuals import assert_views_work_offline
 from utils import figures
 from utils.course import notebooks
@@ -45,6 +46,7 @@ from utils.paths import cache_dir, computing
 NOTEBOOKS = notebooks(SOLUTIONS)
 BINDER_MEMORY_GB = 2.0
 BINDER = ROOT / "binder"
+RUNS = RunCache("binder")  # end-to-end runs that passed, kept under the code that made them (tests/runs.py)
 
 
 def _build_binder_environment(folder: Path) -> tuple[Path | None, str]:
@@ -154,8 +156,36 @@ for _source in NOTEBOOKS:
 
 
 def run_end_to_end_under_binders_memory_limit(source: Path, tmp_path: Path, binder: dict) -> None:
+    """Run ``source`` end to end (or reuse its stored run, made from the same code: `tests/runs.py`), then check
+    its outputs: no error, every check passed, expected figures current, the views working offline."""
+    inputs = [source, ROOT / "requirements.txt"]  # and, through _binder_key, what Binder's environment is built from
+    extra = f"{_binder_key()} {binder['why']!r} {BINDER_MEMORY_GB} {sys.version}"
+    stored = RUNS.lookup(source.stem, inputs, extra)
+    if stored is not None:
+        nb = nbformat.read(stored.notebook, as_version=4)
+        record = stored.record
+        print(f"{source.name}: reusing the run of {record['stored']}, made from the same {len(stored.files)} files of "
+              f"utils/ and the same notebook and environment (COURSE_FRESH_RUNS=1 runs it again): {record['summary']}")
+    else:
+        nb, record, imported = _execute_under_binders_limit(source, tmp_path, binder)
+        print(f"{source.name}: {record['summary']}")
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert errors == []
+    figures = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert figures, "the notebook drew no figure"
+    checks = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert checks and all("✓" in "".join(o.get("text", "") for o in c.outputs) for c in checks)
+    assert_expected_figures_are_current(source, nb, tmp_path)
+    assert_views_work_offline(nb, source.name, tmp_path / "views")  # the interactive views, in Chromium, offline
+    if stored is None:
+        RUNS.store(source.stem, inputs, imported, extra, record, nbformat.writes(nb))
+
+
+def _execute_under_binders_limit(source: Path, tmp_path: Path, binder: dict) -> tuple[nbformat.NotebookNode, dict, list[str]]:
+    """(the executed notebook, what was measured, the files of utils/ its kernel imported)."""
     path = shutil.copy(source, tmp_path / source.name)  # run a copy: the source is never written
     nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(IMPORTED_FILES_CODE, id="imported-files"))
     kernels, sandbox = _capped_kernelspec(binder["python"], tmp_path)
     km = AsyncKernelManager(kernel_name="binder", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
     client = NotebookClient(nb, km=km, timeout=900, resources={"metadata": {"path": str(tmp_path)}})
@@ -172,18 +202,14 @@ def run_end_to_end_under_binders_memory_limit(source: Path, tmp_path: Path, bind
         run_sync(km.shutdown_kernel)(now=True)  # nbclient leaves a kernel it did not create running
         sandbox.cleanup()
         launched = sandbox.launched()
+    seconds = time.perf_counter() - start
+    last = nb.cells.pop()
+    imported = json.loads("".join(o.get("text", "") for o in last.outputs if o.get("name") == "stdout") or "[]")
     where = "Binder's environment" if not binder["why"] else "this environment (Binder's could not be built)"
     capped = f"capped at {BINDER_MEMORY_GB:g} GB" if launched.get("cgroups", {}).get("memory") else "NOT capped (no cgroup)"
     capped += f", peak {peak:.2f} GB (page cache included)" if peak is not None else ""
-    print(f"{source.name}: {time.perf_counter() - start:.0f} s end to end in {where}, {capped}")
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert errors == []
-    figures = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert figures, "the notebook drew no figure"
-    checks = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
-    assert checks and all("✓" in "".join(o.get("text", "") for o in c.outputs) for c in checks)
-    assert_expected_figures_are_current(source, nb, tmp_path)
-    assert_views_work_offline(nb, source.name, tmp_path / "views")  # the interactive views, in Chromium, offline
+    record = {"seconds": round(seconds, 1), "peak_gb": peak, "summary": f"{seconds:.0f} s end to end in {where}, {capped}"}
+    return nb, record, imported
 
 
 def assert_expected_figures_are_current(source, nb, tmp_path, tolerance: float = 12.0):

@@ -75,6 +75,46 @@ def test_a_view_is_self_contained_and_has_a_png_fallback(kind):
     assert "<script src" not in page.replace(" ", "")
 
 
+def test_cards_of_several_saes_are_named_and_told_apart():
+    g = torch.Generator().manual_seed(0)
+    model = SimpleNamespace(tokenizer=_Tokenizer(), W_U=torch.randn(8, 50, generator=g))
+    tokens = torch.randint(50, (6, 24), generator=g)
+    acts = torch.relu(torch.randn(6, 24, 2, generator=g))
+    acts[:, 0] = 0
+    cards = visuals.latent_cards(model, tokens, acts, torch.randn(700, 8, generator=g), [657, 657], names=["L4/f657", "L8/f657"])
+    assert [c.label for c in cards] == ["L4/f657", "L8/f657"] and cards[1].summary.startswith("L8/f657 fires on")
+    page = visuals.latent_dashboard(cards).html
+    assert "<button>L4/f657</button><button>L8/f657</button>" in page
+    assert "data-latent='L4/f657'" in page and "data-latent='L8/f657'" in page, "one index in two SAEs: two cards apart"
+    assert visuals.latent_cards(model, tokens, acts, torch.randn(700, 8, generator=g), [1, 2])[0].label == "latent 1"
+
+
+@pytest.mark.parametrize("outlier_factor", [10.0, None])
+def test_sae_cards_leave_out_attention_sink_outliers_as_training_does(monkeypatch, outlier_factor):
+    import utils.data
+
+    g = torch.Generator().manual_seed(0)
+    model = SimpleNamespace(tokenizer=_Tokenizer(), W_U=torch.randn(4, 50, generator=g))
+    tokens = torch.randint(50, (3, 9), generator=g)
+    acts = torch.rand(3, 8, 4, generator=g) + 0.5  # what collect_activations returns: every position but BOS
+    acts[1, 5] *= 100  # a secondary attention sink: a norm 100 times the others
+    monkeypatch.setattr(utils.data, "collect_activations", lambda *args, **kwargs: acts.half())
+    params = {"W_enc": torch.eye(4)[:, :2], "b_enc": torch.zeros(2), "W_dec": torch.eye(2, 4), "b_dec": torch.zeros(4)}
+    card = visuals.sae_latent_cards(model, params, tokens, "blocks.1.hook_resid_pre", [0], outlier_factor=outlier_factor)[0]
+    peak = max(card.histogram["edges"])
+    if outlier_factor is None:
+        assert peak > 40, "kept: the sink is the top activation"
+    else:
+        assert peak < 2, f"the sink's activation ({acts[1, 5, 0]:.0f}) is in the dashboard"
+        assert all(max(c["values"]) < 2 for c in card.contexts)
+
+
+def test_a_slider_names_what_it_moves_once():
+    page = slider().html
+    assert "aria-label='slope'" in page, "the slider's accessible name"
+    assert "slope <span class='info'>" not in page, "shown beside the frame's label, which names it again: 'slope slope 4'"
+
+
 def test_the_course_keeps_a_view_png_as_its_expected_figure():
     import nbformat
 

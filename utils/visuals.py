@@ -168,14 +168,21 @@ class LatentCard:
     boosts: list[tuple[str, float]] = field(default_factory=list)  # top logit effects of W_dec[latent] @ W_U
     suppresses: list[tuple[str, float]] = field(default_factory=list)
     summary: str = ""
+    name: str = ""  # how the dashboard names it; default "latent {latent}" (04a: "L12/f277", latents of several SAEs)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"latent {self.latent}"
 
 
 def latent_cards(
     model, tokens: Int[Tensor, "seq pos"], acts: Float[Tensor, "seq pos n_latents"], W_dec: Float[Tensor, "d_sae d_model"],
     latents: Sequence[int], n_contexts: int = 8, window: int = 10, n_logits: int = 8, bins: int = 30,
+    names: Sequence[str] | None = None,
 ) -> list[LatentCard]:
     """One `LatentCard` per latent from activations already computed over ``tokens``: ``acts[s, p, i]`` is latent
-    ``latents[i]`` at token ``tokens[s, p]`` (0 at BOS) — `sae_latent_cards` computes them from an SAE."""
+    ``latents[i]`` at token ``tokens[s, p]`` (0 at BOS and wherever a chapter masks tokens out) —
+    `sae_latent_cards` computes them from an SAE. ``names`` label the cards (default "latent {i}")."""
     decode = model.tokenizer.decode
     effects = (W_dec[list(latents)].float() @ model.W_U.float()).detach()  # [latents, d_vocab]: direct logit effects
     cards = []
@@ -194,6 +201,7 @@ def latent_cards(
             histogram={"edges": [round(e, 3) for e in edges.tolist()], "counts": [int(c) for c in counts.tolist()]},
             boosts=[(decode(t), round(v, 3)) for t, v in zip(up.indices.tolist(), up.values.tolist())],
             suppresses=[(decode(t), round(-v, 3)) for t, v in zip(down.indices.tolist(), down.values.tolist())],
+            name=names[row] if names is not None else "",
         )
         card.summary = summary_line(card)
         cards.append(card)
@@ -202,19 +210,26 @@ def latent_cards(
 
 def sae_latent_cards(
     model, params: dict[str, Tensor], tokens: Int[Tensor, "seq pos"], hook_name: str, latents: Sequence[int],
-    k: int | None = None, batch_size: int = 16, **card_options,
+    k: int | None = None, batch_size: int = 16, outlier_factor: float | None = 10.0, **card_options,
 ) -> list[LatentCard]:
     """Dashboards' data for ``latents`` of an SAE (the course's params, or `utils.sae.load_sae`'s from a SAELens
     folder) over ``tokens``: one pass of the model up to ``hook_name`` (`utils.data.collect_activations`),
-    the SAE's encoder, then `latent_cards`. Chapters 02, 04a and 04b use it."""
+    the SAE's encoder, then `latent_cards`. Chapters 02, 04a and 04b use it.
+
+    Positions whose residual norm is over ``outlier_factor`` times the median (SmolLM2's secondary attention
+    sinks, about 1 in 6,000 tokens: chapter 02, section 12) count as 0, as they do when the SAEs are trained:
+    one such token can make a latent's top context and squash its histogram (None keeps them)."""
     from utils.data import collect_activations
     from utils.sae.model import encode
 
     acts = collect_activations(model, tokens, hook_name, batch_size, desc="activations for the dashboards")
+    norms = acts.float().norm(dim=-1)  # [seq, pos - 1]
+    keep = norms < outlier_factor * norms.median() if outlier_factor is not None else torch.ones_like(norms, dtype=torch.bool)
     columns = []
     with torch.no_grad():
-        for chunk in acts.split(64):
-            columns.append(encode(params, chunk.float().flatten(0, 1), k)[:, list(latents)].view(len(chunk), -1, len(latents)))
+        for chunk, kept in zip(acts.split(64), keep.split(64)):
+            f = encode(params, chunk.float().flatten(0, 1), k)[:, list(latents)].view(len(chunk), -1, len(latents))
+            columns.append(f * kept[..., None])
     values = torch.cat([torch.zeros(len(tokens), 1, len(latents)), torch.cat(columns)], dim=1)  # BOS: 0
     return latent_cards(model, tokens, values, params["W_dec"], latents, **card_options)
 
@@ -239,7 +254,7 @@ def summary_line(card: LatentCard) -> str:
     common = [f"{t!r}×{n}" if n > 1 else repr(t) for t, n in _most_common(peaks, 3)]
     fires = ", ".join(common) or "nothing in this corpus"
     boosts = ", ".join(repr(t) for t, _ in card.boosts[:3])
-    return f"latent {card.latent} fires on {card.frequency:.2%} of tokens, most on {fires}; it boosts {boosts}"
+    return f"{card.label} fires on {card.frequency:.2%} of tokens, most on {fires}; it boosts {boosts}"
 
 
 def _most_common(items: list[str], n: int) -> list[tuple[str, int]]:
@@ -286,7 +301,8 @@ def _card_html(card: LatentCard) -> str:
         f"<tr><td style='color:#06c'>{html.escape(repr(up))}</td><td>{uv:+.2f}</td>"
         f"<td style='color:#c00'>{html.escape(repr(down))}</td><td>{dv:+.2f}</td></tr>"
         for (up, uv), (down, dv) in zip(card.boosts, card.suppresses))
-    return (f"<div class='card' data-latent='{card.latent}'><div><b>latent {card.latent}</b> · fires on "
+    key = html.escape(card.name or str(card.latent))  # unique: one index can name latents of two SAEs (04a)
+    return (f"<div class='card' data-latent='{key}'><div><b>{html.escape(card.label)}</b> · fires on "
             f"{card.frequency:.2%} of tokens</div><div style='display:flex;gap:24px'>"
             f"<div><div>non-zero activations</div>{_histogram_svg(card.histogram)}</div>"
             f"<div><div>logit effects (W_dec · W_U)</div><table><tr><th>boosts</th><th></th><th>suppresses</th><th></th></tr>"
@@ -306,7 +322,7 @@ def _dashboard_png(cards: list[LatentCard], title: str, shown: int = 3) -> bytes
     for (hist_ax, logit_ax, text_ax), card in zip(axes, shown_cards):
         edges, counts = card.histogram["edges"], card.histogram["counts"]
         hist_ax.bar(edges[:-1], counts, width=[b - a for a, b in zip(edges, edges[1:])], align="edge", color="#e0701a")
-        hist_ax.set_title(f"latent {card.latent}: non-zero activations", fontsize=9)
+        hist_ax.set_title(f"{card.label}: non-zero activations", fontsize=9)
         names = [repr(t) for t, _ in card.boosts[:5]] + [repr(t) for t, _ in card.suppresses[:5]]
         values = [v for _, v in card.boosts[:5]] + [v for _, v in card.suppresses[:5]]
         logit_ax.barh(range(len(values)), values, color=["tab:blue"] * 5 + ["tab:red"] * 5)
@@ -326,7 +342,7 @@ def latent_dashboard(cards: Sequence[LatentCard], title: str = "SAE latent dashb
     """Click a latent's button to see its dashboard: histogram, logit effects, shaded top contexts, summary line.
     The PNG fallback shows the first three latents."""
     cards = list(cards)
-    buttons = "".join(f"<button>{card.latent}</button>" for card in cards)
+    buttons = "".join(f"<button>{html.escape(card.name or str(card.latent))}</button>" for card in cards)
     body = (f"<div>{buttons}</div><div class='info'></div>{''.join(_card_html(c) for c in cards)}"
             "<div class='info hover'>hover a token of a context for its activation</div>")
     data = {"summaries": [c.summary for c in cards]}
@@ -349,7 +365,8 @@ def slider_view(
 ) -> View:
     """A slider over precomputed frames: ``draw(ax, i)`` draws frame ``i`` (labelled ``labels[i]``); the browser
     only switches images, so moving the slider is instant and needs no kernel. The PNG fallback shows every
-    frame side by side."""
+    frame side by side. ``name`` (what the slider moves, e.g. "sparsity S") is the slider's accessible name:
+    the page shows the current frame's label beside it, which should name the value ("S = 0.72: …")."""
     frames = []
     for i in range(len(labels)):
         fig = Figure(figsize=figsize)
@@ -369,7 +386,8 @@ def slider_view(
             ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    body = (f"<div><input type='range' min='0' max='{len(labels) - 1}' value='0' step='1' style='width:300px'> "
-            f"{html.escape(name)} <span class='info'></span></div><img alt='{html.escape(title)}'>")
+    # ``name`` is the slider's accessible name; what it shows is the frame's label (which names the value)
+    body = (f"<div><input type='range' min='0' max='{len(labels) - 1}' value='0' step='1' style='width:300px' "
+            f"aria-label='{html.escape(name or title)}'> <span class='info'></span></div><img alt='{html.escape(title)}'>")
     data = {"frames": frames, "labels": list(labels)}
     return View(_page("slider", title, data, body, SLIDER_JS), _png(fig), title)
