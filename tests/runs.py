@@ -7,8 +7,8 @@ its outcome — the executed notebook and what was measured — is stored in the
 **fingerprint** of everything it was made from:
 
 - the files it names up front (the notebook itself, the files of the environment it ran in);
-- every file of this repository the run actually imported, recorded by the kernel at the end of the run
-  (its modules under ROOT), and every non-Python file under `utils/` (data a module may read);
+- every file of the course's package the run actually imported, recorded by the kernel at the end of the
+  run (its modules under `utils/`), and every non-Python file under `utils/` (data a module may read);
 - a free-form ``extra`` (Python and library versions, limits).
 
 `lookup` recomputes the fingerprint from the files as they are now: a single byte changed in any of them,
@@ -95,7 +95,7 @@ class RunCache:
 
     def store(self, name: str, inputs: list[Path], imported: list[str], extra: str, record: dict, executed: str) -> None:
         """Keep a run that passed: ``executed`` (the notebook's JSON) and ``record``, under the fingerprint
-        of ``inputs``, the ``imported`` files of this repository and `data_files`."""
+        of ``inputs``, the ``imported`` files of `utils/` and `data_files`."""
         files = sorted(set(imported))
         key = fingerprint([Path(p) for p in files] + list(inputs) + data_files(), extra)
         if key is None:

@@ -214,7 +214,8 @@ def sae_latent_cards(
 ) -> list[LatentCard]:
     """Dashboards' data for ``latents`` of an SAE (the course's params, or `utils.sae.load_sae`'s from a SAELens
     folder) over ``tokens``: one pass of the model up to ``hook_name`` (`utils.data.collect_activations`),
-    the SAE's encoder, then `latent_cards`. Chapters 02, 04a and 04b use it.
+    the SAE's encoder, then `latent_cards`. Chapters 02 and 04a use it (04b calls `latent_cards` on the values its
+    probes saw).
 
     Positions whose residual norm is over ``outlier_factor`` times the median (SmolLM2's secondary attention
     sinks, about 1 in 6,000 tokens: chapter 02, section 12) count as 0, as they do when the SAEs are trained:
