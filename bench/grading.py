@@ -1,9 +1,12 @@
 """Grading: each notebook alone, a class at once with 1 and 2 workers, and what isolation costs.
 
-- per notebook: ``python -m utils.grade NB --json`` on each solution and fresh learner notebook — wall
-  time, peak memory of the grader plus its kernel, the score;
-- throughput: a class folder (one learner per notebook below) graded with ``--jobs 1`` and ``--jobs 2``
-  — notebooks per minute, and whether both runs gave the same reports;
+- per notebook: ``python -m utils.grade NB --json`` on each solution and fresh learner notebook, run
+  through the grader's launcher in a cgroup capped at GRADING_CAP_GB — wall time, the score, whether it
+  completed under the cap, the cgroup's peak (page cache included) and peak anonymous memory. The
+  grader's kernel gets its own cgroup from the grader's launcher, which the machine nests under the
+  grader's (`nested_kernel_cgroup`, seen while it runs), so grader and kernel are charged to the one cap;
+- throughput (resident memory sampled): a class folder (one learner per notebook below) graded with
+  ``--jobs 1`` and ``--jobs 2`` — notebooks per minute, and whether both runs gave the same reports;
 - isolation: one notebook graded isolated (bubblewrap) and with ``--no-isolation`` — time and memory.
 """
 
@@ -15,13 +18,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from bench.measure import GB, PeakMemory, children, stopwatch
 from utils.course import notebooks
+from utils.grading.capped import AnonymousPeak, cgroup_available, drop_page_cache, peak_gb
+from utils.grading.sandbox import Limits, Sandbox, launcher_flags
 from utils.paths import CHAPTERS_DIR, ROOT, SOLUTIONS_DIR
 
+GRADING_CAP_GB = 2.5
+QUICK = "04d"  # the notebook a quick run grades
 CLASS = ["00", "02", "04c", "04d"]  # chapters in the benchmark's class: two with the language model's heavy checks, two light
 
 
@@ -34,14 +43,72 @@ def grade(path: Path, *flags: str) -> tuple[dict[str, Any], float, float]:
     return report, timing["seconds"], memory.peak / GB
 
 
+def _remove_tree(folder: Path) -> None:
+    """Remove a cgroup and any cgroups left inside it, deepest first (a killed grader leaves its kernel's)."""
+    for child in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        try:
+            child.rmdir()
+        except OSError:
+            pass
+
+
+def grade_capped(source: Path) -> dict[str, Any]:
+    """``python -m utils.grade SOURCE --json`` in a cgroup capped at GRADING_CAP_GB (grader and its kernel)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        limits = Limits(memory_gb=GRADING_CAP_GB, cpu_seconds=36000, tasks=2048, file_gb=8.0)
+        sandbox = Sandbox(scratch=Path(tmp), limits=limits, isolate=False, name=f"course-bench-grade-{os.getpid()}")
+        command = [sys.executable, "-m", "utils.grading.launch", *launcher_flags(limits, sandbox.name, sandbox.report_file),
+                   "--", sys.executable, "-m", "utils.grade", str(source), "--json"]
+        nested: list[str] = []
+        done = threading.Event()
+
+        def watch_nesting() -> None:  # the grader's kernel's cgroup appears inside the grader's while it runs
+            while not done.is_set() and not nested:
+                folder = sandbox.cgroups().get("memory")
+                if folder:
+                    nested.extend(str(p) for p in Path(folder).iterdir() if p.is_dir())
+                done.wait(0.2)
+
+        watcher = threading.Thread(target=watch_nesting, daemon=True)
+        drop_page_cache()
+        start = time.perf_counter()
+        with AnonymousPeak(sandbox) as anonymous:
+            watcher.start()
+            run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+            done.set()
+            watcher.join()
+        seconds = time.perf_counter() - start
+        peak = peak_gb(sandbox.launched())
+        hit = sandbox.hit_memory_limit()
+        folder = sandbox.cgroups().get("memory")
+        if folder:
+            _remove_tree(Path(folder))
+        sandbox.cleanup()
+    try:
+        report = json.loads(run.stdout)
+        score: Any = f"{report['score']:g} / {report['max_score']:g}"
+        completed: bool | str = True if not hit else "memory limit hit: a process was killed, the grader reported"
+    except (ValueError, KeyError, TypeError):
+        score = None
+        completed = "memory limit hit" if hit else f"grader exit {run.returncode}: {(run.stderr or run.stdout)[-200:]}"
+    return {"notebook": f"{source.parent.name}/{source.name}", "cap_gb": GRADING_CAP_GB if folder else None,
+            "completed": completed,
+            "score": score, "seconds": round(seconds, 1), "cgroup_peak_gb": None if peak is None else round(peak, 3),
+            "anonymous_peak_gb": round(anonymous.peak / GB, 3) if anonymous.peak else None,
+            "nested_kernel_cgroup": bool(nested)}
+
+
 def bench_grading(quick: bool = False) -> list[dict[str, Any]]:
-    rows = []
+    """Each solution (full marks) and each fresh learner notebook (zero) graded under GRADING_CAP_GB."""
     paths = notebooks(SOLUTIONS_DIR) + notebooks(CHAPTERS_DIR)
-    for path in paths[:1] if quick else paths:
-        report, seconds, peak = grade(path)
-        score = f"{report.get('score', float('nan')):g} / {report.get('max_score', float('nan')):g}"
-        rows.append({"notebook": f"{path.parent.name}/{path.name}", "seconds": round(seconds, 1), "peak_gb": round(peak, 2)})
-        rows[-1]["score"] = score
+    paths = [p for p in paths if p.name.startswith(QUICK)][:1] if quick else paths
+    why = cgroup_available(GRADING_CAP_GB)
+    if why:
+        return [{"notebook": f"{p.parent.name}/{p.name}", "cap_gb": None, "completed": why} for p in paths]
+    rows = []
+    for path in paths:
+        rows.append(grade_capped(path))
         print(f"  {rows[-1]}", flush=True)
     return rows
 

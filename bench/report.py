@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -15,9 +16,60 @@ def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines + ["| " + " | ".join(_cell(row.get(key, "")) for key in keys) + " |" for row in rows] + [""]
 
 
+def _forward(results: dict[str, Any], batch: int) -> str:
+    rows = results["sections"].get("model", {}).get("forward", [])
+    found = {row.get("omp_wait_policy", "PASSIVE"): row["fraction_of_matmul_peak"] for row in rows if row["batch"] == batch}
+    return ", ".join(f"{value} ({policy.strip('()')})" for policy, value in found.items()) or "not measured"
+
+
+def _sae(results: dict[str, Any], key: str) -> str:
+    rows = {row.get("trainer"): row for row in results["sections"].get("sae", [])}
+    ours, saelens = rows.get("ours", {}), rows.get("saelens", {})
+    if key == "speed":
+        return f"{ours['speed_vs_saelens']}x" if "speed_vs_saelens" in ours else "not measured"
+    values = [f"{name} {row[key]}" for name, row in [("ours", ours), ("SAELens", saelens)] if key in row]
+    return ", ".join(values) or "not measured"
+
+
+def _memory(results: dict[str, Any], section: str) -> str:
+    rows = [row for row in results["sections"].get(section, []) if "completed" in row]
+    if not rows:
+        return "not measured"
+    failed = [row.get("notebook", "?") for row in rows if row.get("completed") is not True]
+    return f"{len(rows) - len(failed)} of {len(rows)} complete" + (f" ({', '.join(failed)} do not)" if failed else "")
+
+
+def _bench_minutes(results: dict[str, Any]) -> str:
+    seconds = results.get("section_seconds", {})
+    return f"{sum(seconds.values()) / 60:.1f} min ({len(seconds)} sections)" if seconds else "not measured"
+
+
+# Issue 18's targets, each beside the figure it started from (the issue's baseline, measured before the work)
+# and what this run measured.
+TARGETS: list[tuple[str, str, str, Callable[[dict[str, Any]], str]]] = [
+    ("forward pass at 8 x 128, fraction of the matmul peak", ">= 0.65", "0.66 (PASSIVE)", lambda r: _forward(r, 8)),
+    ("forward pass at 1 x 128, fraction of the matmul peak", ">= 0.5", "0.34 (PASSIVE)", lambda r: _forward(r, 1)),
+    ("chapter 02's SAE at L0 <= 32: variance explained, CE loss recovered", ">= 0.85, >= 0.99", "0.816, 0.975",
+     lambda r: "not measured by the benchmark"),
+    ("SAE trainer throughput vs SAELens at equal L0", ">= 1.3x", "1.25x", lambda r: _sae(r, "speed")),
+    ("SAE variance explained, L0 32", "ours >= SAELens's", "ours 0.836, SAELens 0.821", lambda r: _sae(r, "variance_explained")),
+    ("SAE CE loss recovered", "reported for both", "not reported", lambda r: _sae(r, "ce_loss_recovered")),
+    ("chapters end to end under a 1.5 GB cgroup", "all", "03 killed", lambda r: _memory(r, "chapters")),
+    ("grading (grader + kernel) under a 2.5 GB cgroup", "all", "not measured (RSS up to 3.35 GB)",
+     lambda r: _memory(r, "grading")),
+    ("`make bench` (every section)", "<= 15 min", "not measured", _bench_minutes),
+]  # fmt: skip
+
+
+def targets_table(results: dict[str, Any]) -> list[str]:
+    rows = [{"target": name, "goal": goal, "baseline": start, "this run": now(results)} for name, goal, start, now in TARGETS]
+    return markdown_table(rows)
+
+
 def markdown(results: dict[str, Any]) -> str:
     command = "python -m bench.run" + (" --quick" if results["quick"] else "")
     lines = [f"Measured {results['date']} on {results['machine']} (`{command}`).", ""]
+    lines += ["**targets** (issue 18; the test suite's time is in the README)", ""] + targets_table(results)
     for section, value in results["sections"].items():
         lines += [f"**{section}**", ""]
         if isinstance(value, dict):  # scalars, then each list of rows as its own table

@@ -2,15 +2,16 @@
 
 Prints one table per section and writes ``bench/results/latest.json`` and ``latest.md``:
 
-- chapters: every solution notebook end to end in a fresh kernel (nbclient) — wall time, peak
-  resident memory of the kernel (sampled every 0.1 s), and time/memory once the setup cells (which
-  load the model) have run;
-- grading: ``python -m utils.grade`` on each solution and each fresh student notebook — wall time
-  and peak memory of the grader plus its kernel;
+- chapters: every solution notebook end to end in a fresh kernel (nbclient) under a 1.5 GB cgroup, as
+  Binder enforces memory — whether it completed, wall time, the cgroup's peak and the peak anonymous
+  memory (bench/chapters.py);
+- grading: ``python -m utils.grade`` on each solution and each fresh learner notebook, grader and
+  kernel under one 2.5 GB cgroup — wall time, score, whether it completed, the same peaks;
 - throughput: a class folder graded with 1 and 2 workers (notebooks per minute);
 - isolation: one notebook graded isolated and not (what the sandbox costs);
 - model: load time of the bundled model, forward throughput at a few batch sizes, and the FLOP/s
-  achieved beside a matmul peak measured in the same run;
+  achieved beside a matmul peak measured in the same process (medians with their spread), with and
+  without ``OMP_WAIT_POLICY=PASSIVE``;
 - sae: our chapter-02 trainer beside SAELens's on the same cached activations (see bench/sae.py);
 - scaling: SAE training time and memory as the width and the token budget double.
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": lambda: model.bench_model(args.quick),
         "sae": lambda: sae.bench_trainers(args.quick),
         "scaling": lambda: sae.bench_scaling(args.quick),
-        "chapters": chapters.bench_chapters,
+        "chapters": lambda: chapters.bench_chapters(args.quick),
         "grading": lambda: grading.bench_grading(args.quick),
         "throughput": lambda: grading.bench_throughput(args.quick),
         "isolation": lambda: grading.bench_isolation(args.quick),
@@ -75,11 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         with stopwatch() as timing:
             results["sections"][section] = runners[section]()
         print(f"  ({timing['seconds']:.0f} s)", flush=True)
+        results.setdefault("section_seconds", {})[section] = round(timing["seconds"])
     previous = args.out / "latest.json"
     if args.only and previous.exists():  # re-measured sections replace theirs; the others are kept
         kept = json.loads(previous.read_text())
         if kept.get("quick") == args.quick:
             results["sections"] = {**kept["sections"], **results["sections"]}
+            results["section_seconds"] = {**kept.get("section_seconds", {}), **results["section_seconds"]}
             results["date"] = f"{kept['date']} ({', '.join(sections)}: {results['date']})"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -48,11 +48,14 @@ def run(python: Path | str, trainer: str, activations: Path, **options: Any) -> 
 
 
 def bench_trainers(quick: bool) -> list[dict[str, Any]]:
-    """Ours and SAELens's TopK trainers: same activations, width, k, batches, learning rate and steps."""
-    options = {"d_sae": 4 * D_MODEL, "k": 32, "steps": 50} if quick else {"d_sae": 8 * D_MODEL, "k": 32, "steps": 600}
+    """Ours and SAELens's TopK trainers: same activations, width, k, batches, learning rate and steps; each
+    scored on the same held-out activations and by its CE loss recovered on the same later corpus text."""
+    n_seqs = 200 if quick else 1200
+    size = {"d_sae": 4 * D_MODEL, "steps": 50, "ce_seqs": 4} if quick else {"d_sae": 8 * D_MODEL, "steps": 600, "ce_seqs": 32}
+    options = {**size, "k": 32, "corpus_seqs": n_seqs}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        activations = activations_file(Path(tmp), 200 if quick else 1200)
+        activations = activations_file(Path(tmp), n_seqs)
         rows.append(run(sys.executable, "ours", activations, **options))
         print(f"  {rows[-1]}", flush=True)
         if quick:

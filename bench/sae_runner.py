@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 
 import torch
 from safetensors.torch import load_file
@@ -74,6 +75,19 @@ def train_saelens(train: torch.Tensor, args: argparse.Namespace) -> tuple[float,
     return seconds, run
 
 
+def ce_loss_recovered(run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], seen: int, n_seqs: int) -> float:
+    """CE loss recovered with the SAE spliced in at the chapter's hook, on ``n_seqs`` corpus sequences past
+    the ``seen`` ones the activations came from (text neither trainer saw), scored by the course's `ce_losses_of`."""
+    from utils.data import token_sequences
+    from utils.models import load_model
+    from utils.paths import SAE_HOOK
+    from utils.sae.metrics import ce_losses_of
+
+    model = load_model(verbose=False)
+    tokens = token_sequences(model, 128, seen + n_seqs)[seen:]
+    return ce_losses_of(model, tokens, SAE_HOOK, lambda x: run(x)[1].to(x.dtype))["ce_recovered"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("trainer", choices=["ours", "saelens"])
@@ -85,6 +99,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--tokens", type=int, default=0, help="train on only the first N activations (0: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--corpus-seqs", type=int, default=0, help="corpus sequences the activations came from")
+    parser.add_argument("--ce-seqs", type=int, default=0, help="CE loss recovered on this many later sequences (0: not measured)")
     parser.add_argument("--dead-window", type=int, default=500, help="steps without firing before AuxK treats a latent as dead")
     args = parser.parse_args()
     acts = load_file(args.activations)["activations"]
@@ -103,6 +119,8 @@ def main() -> None:
         "tokens_per_s": round(args.steps * args.batch_size / seconds),
         **{name: round(value, 4) for name, value in score(held_out, x_hat, acts_out).items()},
     }
+    if args.ce_seqs:
+        figures["ce_loss_recovered"] = round(ce_loss_recovered(run, args.corpus_seqs, args.ce_seqs), 4)
     print(json.dumps(figures))
 
 

@@ -78,6 +78,11 @@ class RunCache:
     def _paths(self, name: str) -> tuple[Path, Path]:
         return self.folder / f"{name}.json", self.folder / f"{name}.ipynb"
 
+    @staticmethod
+    def _fingerprint(imported: list[str], inputs: list[Path], extra: str) -> str | None:
+        """What a run is stored under: the imported files of `utils/`, ``inputs``, `data_files`, ``extra``."""
+        return fingerprint([Path(p) for p in imported] + list(inputs) + data_files(), extra)
+
     def lookup(self, name: str, inputs: list[Path], extra: str) -> Run | None:
         """The stored run of ``name`` if its fingerprint, recomputed from today's files, is the one it was
         stored under; else None."""
@@ -88,8 +93,7 @@ class RunCache:
             stored = json.loads(manifest.read_text())
         except (OSError, ValueError):
             return None
-        files = [Path(p) for p in stored.get("files", [])] + list(inputs) + data_files()
-        if stored.get("fingerprint") != fingerprint(files, extra):
+        if stored.get("fingerprint") != self._fingerprint(stored.get("files", []), inputs, extra):
             return None
         return Run(stored["record"], notebook, stored["files"])
 
@@ -97,7 +101,7 @@ class RunCache:
         """Keep a run that passed: ``executed`` (the notebook's JSON) and ``record``, under the fingerprint
         of ``inputs``, the ``imported`` files of `utils/` and `data_files`."""
         files = sorted(set(imported))
-        key = fingerprint([Path(p) for p in files] + list(inputs) + data_files(), extra)
+        key = self._fingerprint(files, inputs, extra)
         if key is None:
             return
         manifest, notebook = self._paths(name)

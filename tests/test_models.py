@@ -88,3 +88,35 @@ def test_loading_a_model_prints_no_deprecation_notice_a_learner_can_do_nothing_a
         warnings.warn("HookedTransformer is deprecated and will be removed in 4.0.", DeprecationWarning, stacklevel=1)
     notices = [str(w.message) for w in caught if "HookedTransformer" in str(w.message)]
     assert notices == ["HookedTransformer is deprecated and will be removed in 4.0."], notices  # only the one outside
+
+
+def test_weights_are_stored_in_the_order_the_forward_pass_reads_them(model):
+    """TransformerLens copies `W_U.T.contiguous()`, the gated MLP's transposed weights and the rearranged
+    attention weights on every forward pass; the course stores them so those copies are no-ops."""
+    block = model.blocks[0]
+    assert model.W_U.T.is_contiguous() and not model.W_U.is_contiguous()
+    assert all(getattr(block.mlp, name).T.is_contiguous() for name in ["W_in", "W_gate", "W_out"])
+    assert all(getattr(block.attn, name).transpose(1, 2).is_contiguous() for name in ["W_Q", "_W_K", "_W_V"])
+    assert block.attn.W_O.permute(2, 0, 1).is_contiguous()
+    assert model.W_U.shape == (576, 49152) and block.attn.W_O.shape == (9, 64, 576)
+
+
+def test_the_forward_order_changes_no_output_bit():
+    """Against the same weights in TransformerLens's own (contiguous) layout: identical logits and
+    activations; and `lay_out_for_forward` (GPT-2's path) turns that layout back into the course's."""
+    plain = models.LOADERS["smollm2-135m"]("cpu")
+    for module in plain.modules():
+        for name, param in list(module._parameters.items()):
+            module._parameters[name] = torch.nn.Parameter(param.detach().contiguous(), requires_grad=False)
+    laid_out = models.LOADERS["smollm2-135m"]("cpu")
+    assert not plain.W_U.T.is_contiguous() and laid_out.W_U.T.is_contiguous()  # two layouts are compared
+    tokens = plain.to_tokens(["When Mary and John went to the store, John gave a drink to", "The keys to the cabinet"])
+    with torch.no_grad():
+        (logits, cache), (logits2, cache2) = plain.run_with_cache(tokens), laid_out.run_with_cache(tokens)
+    assert torch.equal(logits, logits2)
+    assert all(torch.equal(cache[name], cache2[name]) for name in cache)
+    for name, param in plain.state_dict().items():
+        assert torch.equal(param, laid_out.state_dict()[name]), name
+    models.lay_out_for_forward(plain)
+    strides = {name: param.stride() for name, param in laid_out.named_parameters()}
+    assert {name: param.stride() for name, param in plain.named_parameters()} == strides

@@ -24,23 +24,17 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import nbformat
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
-from jupyter_core.utils import run_sync
-from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
 
 from tests.conftest import ROOT, SOLUTIONS
 from tests.runs import IMPORTED_FILES_CODE, RunCache
 from tests.test_visuals import assert_views_work_offline
 from utils import figures
 from utils.course import notebooks
-from utils.grading.sandbox import Limits, Sandbox, launcher_flags
+from utils.grading.capped import execute_capped
 from utils.paths import cache_dir, computing
 
 NOTEBOOKS = notebooks(SOLUTIONS)
@@ -93,39 +87,6 @@ def binder() -> dict:
             (folder / "built").write_text(f"{time.perf_counter() - start:.0f} s\n")
     print(f"Binder environment ready in {time.perf_counter() - start:.0f} s (built in {(folder / 'built').read_text().strip()})")
     return {"python": folder / "bin" / "python", "why": ""}
-
-
-def _capped_kernelspec(python: Path, folder: Path) -> tuple[Path, Sandbox]:
-    """A kernelspec ("binder") whose kernel runs `python` under Binder's memory cap; (kernels folder, the
-    grader's `Sandbox` record of it: what the launcher set up, and its `cleanup`)."""
-    limits = Limits(memory_gb=BINDER_MEMORY_GB, cpu_seconds=36000, file_gb=8.0)
-    sandbox = Sandbox(scratch=folder, limits=limits, isolate=False, name=f"course-binder-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    argv = [str(python), "-m", "utils.grading.launch", *launcher_flags(limits, sandbox.name, sandbox.report_file), "--",
-            str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    spec = folder / "kernels" / "binder"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Binder (simulated)", "language": "python"}))
-    return spec.parent, sandbox
-
-
-def _drop_page_cache() -> None:
-    """Empty the machine's page cache (root only; elsewhere nothing happens and files cached by earlier
-    runs are not charged to the notebook's cgroup)."""
-    try:
-        os.sync()
-        Path("/proc/sys/vm/drop_caches").write_text("1\n")
-    except OSError:
-        pass
-
-
-def _peak_gb(launched: dict) -> float | None:
-    folder = launched.get("cgroups", {}).get("memory")
-    for name in ["memory.max_usage_in_bytes", "memory.peak"] if folder else []:  # cgroup v1, v2
-        try:
-            return int((Path(folder) / name).read_text()) / 2**30
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 @pytest.mark.notebooks
@@ -186,27 +147,15 @@ def _execute_under_binders_limit(source: Path, tmp_path: Path, binder: dict) -> 
     path = shutil.copy(source, tmp_path / source.name)  # run a copy: the source is never written
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(IMPORTED_FILES_CODE, id="imported-files"))
-    kernels, sandbox = _capped_kernelspec(binder["python"], tmp_path)
-    km = AsyncKernelManager(kernel_name="binder", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
-    client = NotebookClient(nb, km=km, timeout=900, resources={"metadata": {"path": str(tmp_path)}})
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COURSE_CACHE_DIR": str(cache_dir())}
-    _drop_page_cache()
-    start = time.perf_counter()
-    peak = None
-    try:
-        client.execute(env=env)  # inline figures
-        peak = _peak_gb(sandbox.launched())
-    except DeadKernelError as error:
-        pytest.fail(f"{source.name}: the kernel died under Binder's {BINDER_MEMORY_GB:g} GB limit ({error})")
-    finally:
-        run_sync(km.shutdown_kernel)(now=True)  # nbclient leaves a kernel it did not create running
-        sandbox.cleanup()
-        launched = sandbox.launched()
-    seconds = time.perf_counter() - start
+    run = execute_capped(nb, tmp_path, BINDER_MEMORY_GB, python=binder["python"], env=env)  # inline figures
+    if run["completed"] is not True:
+        pytest.fail(f"{source.name}: {run['completed']} under Binder's {BINDER_MEMORY_GB:g} GB limit")
+    seconds, peak = run["seconds"], run["cgroup_peak_gb"]
     last = nb.cells.pop()
     imported = json.loads("".join(o.get("text", "") for o in last.outputs if o.get("name") == "stdout") or "[]")
     where = "Binder's environment" if not binder["why"] else "this environment (Binder's could not be built)"
-    capped = f"capped at {BINDER_MEMORY_GB:g} GB" if launched.get("cgroups", {}).get("memory") else "NOT capped (no cgroup)"
+    capped = f"capped at {BINDER_MEMORY_GB:g} GB" if run["capped"] else "NOT capped (no cgroup)"
     capped += f", peak {peak:.2f} GB (page cache included)" if peak is not None else ""
     record = {"seconds": round(seconds, 1), "peak_gb": peak, "summary": f"{seconds:.0f} s end to end in {where}, {capped}"}
     return nb, record, imported

@@ -19,6 +19,7 @@ import argparse
 import functools
 import importlib.util
 import os
+import shutil
 import socket
 import time
 import warnings
@@ -107,10 +108,56 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
+# TransformerLens 3 makes a contiguous copy of several weights on every forward pass, to call
+# `F.linear` exactly as Hugging Face does: `W_U.T.contiguous()` (113 MB for SmolLM2's 49,152-token
+# unembedding), `W_gate.T`, `W_in.T`, `W_out.T` in the gated MLP, and `rearrange(...)` of W_Q, W_K, W_V,
+# W_O in attention. At batch 1 x 128 tokens those copies took 40 % of the forward pass (profiled). Stored
+# in the memory order those copies produce, each copy is a no-op and `F.linear` gets the same contiguous
+# matrix as before: the outputs are bit-identical (tested), the values and shapes of `model.W_U` etc. are
+# unchanged, only their strides differ. Per parameter: the permutation of its dimensions that the forward
+# pass reads contiguously (`W_O` is read as [d_model, head, d_head]), and the modules that copy it.
+FORWARD_ORDER = {
+    "W_U": (1, 0), "W_in": (1, 0), "W_gate": (1, 0), "W_out": (1, 0),
+    "W_Q": (0, 2, 1), "W_K": (0, 2, 1), "W_V": (0, 2, 1), "_W_K": (0, 2, 1), "_W_V": (0, 2, 1), "W_O": (2, 0, 1),
+}  # fmt: skip
+COPIED_IN_FORWARD = {
+    "Unembed": {"W_U"},
+    "GatedMLP": {"W_in", "W_gate", "W_out"},
+    "attention": {"W_Q", "W_K", "W_V", "_W_K", "_W_V", "W_O"},
+}
+
+
+def _in_forward_order(weight: torch.Tensor, name: str) -> torch.Tensor:
+    """The contiguous tensor TransformerLens's forward pass would copy ``weight`` into."""
+    return weight.permute(*FORWARD_ORDER[name]).contiguous()
+
+
+def _from_forward_order(stored: torch.Tensor, name: str) -> torch.Tensor:
+    """``weight`` again (same shape and values), as a view of the tensor stored in forward order."""
+    order = FORWARD_ORDER[name]
+    return stored.permute(*[order.index(dim) for dim in range(len(order))])
+
+
+def lay_out_for_forward(model: HookedTransformer) -> HookedTransformer:
+    """Store, in memory, the weights that TransformerLens's forward pass copies in the order it reads them
+    (see `FORWARD_ORDER`); values, shapes and outputs stay exactly the same. (The bundled model's cache is
+    written in this order already, so its load copies nothing.)"""
+    from transformer_lens.components.abstract_attention import AbstractAttention
+
+    for module in model.modules():
+        kind = "attention" if isinstance(module, AbstractAttention) else type(module).__name__
+        for name in COPIED_IN_FORWARD.get(kind, set()):
+            param = module._parameters.get(name)
+            if param is not None and not param.is_meta:
+                stored = _from_forward_order(_in_forward_order(param.detach(), name), name)
+                module._parameters[name] = torch.nn.Parameter(stored, requires_grad=param.requires_grad)
+    return model
+
+
 def _smollm2_cache() -> Path:
     gguf = smollm2_gguf_path()
     stat = gguf.stat()
-    return cache_dir() / f"smollm2-135m-{stat.st_size}"
+    return cache_dir() / f"smollm2-135m-{stat.st_size}-forward-order"  # weights as `FORWARD_ORDER` stores them
 
 
 def prepare_smollm2(verbose: bool = True) -> Path:
@@ -158,9 +205,14 @@ def prepare_smollm2(verbose: bool = True) -> Path:
     tmp = target.with_name(target.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(tmp)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    weights = {
+        key: _in_forward_order(value, key.rsplit(".", 1)[-1]) if key.rsplit(".", 1)[-1] in FORWARD_ORDER else value.contiguous()
+        for key, value in model.state_dict().items()
+    }
+    save_file(weights, tmp / "model.safetensors", metadata={"stored": "weights in FORWARD_ORDER (utils/models.py)"})
     (tmp / "conversion.txt").write_text(f"max |log-prob difference| vs HF model: {diff:.3g}\n")
     tmp.rename(target)
+    shutil.rmtree(target.with_name(target.name.removesuffix("-forward-order")), ignore_errors=True)  # the older layout's cache
     if verbose:
         print(f"Cached in {target} ({time.perf_counter() - start:.0f} s; max log-prob diff vs HF {diff:.1e})")
     return target
@@ -178,7 +230,11 @@ def _load_smollm2(device: str) -> HookedTransformer:
     # Build on the meta device (no memory, no random init), then adopt the cached tensors.
     with torch.device("meta"), _without_deprecation_notice():
         model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    model.load_state_dict(load_file(path / "model.safetensors", device=device), strict=True, assign=True)
+    weights = load_file(path / "model.safetensors", device=device)
+    for key in weights:
+        if key.rsplit(".", 1)[-1] in FORWARD_ORDER:  # views of the stored tensors: nothing is copied
+            weights[key] = _from_forward_order(weights[key], key.rsplit(".", 1)[-1])
+    model.load_state_dict(weights, strict=True, assign=True)
     return model.eval()
 
 
@@ -200,11 +256,10 @@ def _load_gpt2_small(device: str) -> HookedTransformer:
             f"Use the bundled model instead: load_model({DEFAULT_MODEL!r})."
         )
     with _without_deprecation_notice():
-        return HookedTransformer.from_pretrained("gpt2", device=device).eval()
+        return lay_out_for_forward(HookedTransformer.from_pretrained("gpt2", device=device).eval())
 
 
 LOADERS = {"smollm2-135m": _load_smollm2, "gpt2-small": _load_gpt2_small}
-
 
 def restore_weights(model: HookedTransformer) -> None:
     """Put back the pristine weights of a course model whose weights were edited in place."""

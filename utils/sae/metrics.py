@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -31,7 +33,15 @@ def ce_losses(
 ) -> dict[str, float]:
     """Next-token CE loss: clean, with the SAE's reconstruction spliced in at ``hook_name`` (every
     position but the BOS), and with that activation zero-ablated; and the CE-loss recovered."""
-    splice = after_bos(lambda resid: run_sae(params, resid, k)[1])
+    return ce_losses_of(model, tokens, hook_name, lambda resid: run_sae(params, resid, k)[1], batch_size)
+
+
+def ce_losses_of(
+    model: HookedTransformer, tokens: Int[Tensor, "seq pos"], hook_name: str,
+    reconstruct: Callable[[Float[Tensor, "... d_in"]], Float[Tensor, "... d_in"]], batch_size: int = 8,
+) -> dict[str, float]:
+    """`ce_losses` for any reconstruction of the activation (the benchmark scores SAELens's SAE with it)."""
+    splice = after_bos(reconstruct)
     zero = after_bos(torch.zeros_like)
     totals = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
     with torch.no_grad():
