@@ -43,15 +43,6 @@ def grade(path: Path, *flags: str) -> tuple[dict[str, Any], float, float]:
     return report, timing["seconds"], memory.peak / GB
 
 
-def _remove_tree(folder: Path) -> None:
-    """Remove a cgroup and any cgroups left inside it, deepest first (a killed grader leaves its kernel's)."""
-    for child in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        try:
-            child.rmdir()
-        except OSError:
-            pass
-
-
 def grade_capped(source: Path) -> dict[str, Any]:
     """``python -m utils.grade SOURCE --json`` in a cgroup capped at GRADING_CAP_GB (grader and its kernel)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,9 +73,7 @@ def grade_capped(source: Path) -> dict[str, Any]:
         peak = peak_gb(sandbox.launched())
         hit = sandbox.hit_memory_limit()
         folder = sandbox.cgroups().get("memory")
-        if folder:
-            _remove_tree(Path(folder))
-        sandbox.cleanup()
+        sandbox.cleanup()  # the grader's cgroups and its kernel's, nested inside them
     try:
         report = json.loads(run.stdout)
         score: Any = f"{report['score']:g} / {report['max_score']:g}"

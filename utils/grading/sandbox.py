@@ -268,19 +268,22 @@ class Sandbox:
         return False
 
     def cleanup(self, wait: float = 3.0) -> None:
-        """Remove the kernel's cgroups (empty once its processes have exited: wait for that a little)."""
+        """Remove the kernel's cgroups (empty once its processes have exited: wait for that a little), and
+        any cgroups made inside them, deepest first (a grader run in a sandbox leaves its kernel's there)."""
         deadline = time.monotonic() + wait
-        for folder in set(self.cgroups().values()):
-            while True:
-                try:
-                    Path(folder).rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
+        for top in set(self.cgroups().values()):
+            nested = sorted((p for p in Path(top).rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+            for folder in [*nested, Path(top)]:
+                while True:
+                    try:
+                        folder.rmdir()
                         break
-                    time.sleep(0.05)
+                    except FileNotFoundError:
+                        break
+                    except OSError:
+                        if time.monotonic() > deadline:
+                            break
+                        time.sleep(0.05)
 
 
 def launcher_flags(limits: Limits, name: str, report: Path) -> list[str]:
