@@ -1,6 +1,6 @@
 """Grading: each notebook alone, a class at once with 1 and 2 workers, and what isolation costs.
 
-- per notebook: ``python -m utils.grade NB --json`` on each solution and fresh learner notebook, run
+- per notebook: ``python -m utils.grade NB --json`` on each solution notebook, run
   through the grader's launcher in a cgroup capped at GRADING_CAP_GB — wall time, the score, whether it
   completed under the cap, the cgroup's peak (page cache included) and peak anonymous memory. The
   grader's kernel gets its own cgroup from the grader's launcher, which the machine nests under the
@@ -89,8 +89,10 @@ def grade_capped(source: Path) -> dict[str, Any]:
 
 
 def bench_grading(quick: bool = False) -> list[dict[str, Any]]:
-    """Each solution (full marks) and each fresh learner notebook (zero) graded under GRADING_CAP_GB."""
-    paths = notebooks(SOLUTIONS_DIR) + notebooks(CHAPTERS_DIR)
+    """Each solution (full marks) graded under GRADING_CAP_GB: the heaviest grade of its chapter, since every
+    check runs the learner's code to the end. (Fresh learner notebooks stop at each stub: measured beside their
+    solutions on 2026-12-01, each one's peak was at or below its solution's; the throughput section grades four.)"""
+    paths = notebooks(SOLUTIONS_DIR)
     paths = [p for p in paths if p.name.startswith(QUICK)][:1] if quick else paths
     why = cgroup_available(GRADING_CAP_GB)
     if why:

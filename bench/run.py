@@ -5,7 +5,7 @@ Prints one table per section and writes ``bench/results/latest.json`` and ``late
 - chapters: every solution notebook end to end in a fresh kernel (nbclient) under a 1.5 GB cgroup, as
   Binder enforces memory — whether it completed, wall time, the cgroup's peak and the peak anonymous
   memory (bench/chapters.py);
-- grading: ``python -m utils.grade`` on each solution and each fresh learner notebook, grader and
+- grading: ``python -m utils.grade`` on each solution notebook (the heaviest grade of its chapter), grader and
   kernel under one 2.5 GB cgroup — wall time, score, whether it completed, the same peaks;
 - throughput: a class folder graded with 1 and 2 workers (notebooks per minute);
 - isolation: one notebook graded isolated and not (what the sandbox costs);

@@ -1,6 +1,6 @@
 """Train one TopK SAE on cached activations and print its figures as JSON (one process per run).
 
-    python bench/sae_runner.py ours|saelens ACTIVATIONS.safetensors --d-sae 4608 --k 32 --steps 600
+    python bench/sae_runner.py ours|saelens|chapter ACTIVATIONS.safetensors --d-sae 4608 --k 32 --steps 600
 
 Run by `bench/sae.py`, one process per run, for ``ours`` (the course's `train_sae`) and for
 ``saelens`` (SAELens's own `SAETrainer` and `TopKTrainingSAE`). Both sides read the same
@@ -8,7 +8,8 @@ activations, draw batches from the course's one batch iterator (same seed), use
 the same width, k, AuxK dead-latent window, learning rate and schedule (constant, linear decay over
 the last 20 % of steps), and are scored by the same `score` function (chapter 02's `firing_stats`
 and `variance_explained`) on the same held-out activations. The SAELens side trains with SAELens's
-code only.
+code only. ``chapter`` trains chapter 02's own SAE (`utils.sae.pretrained.recipe`) the same way and is
+scored the same way: the figures issue 18 asks of the chapter.
 """
 
 from __future__ import annotations
@@ -45,6 +46,21 @@ def train_ours(train: torch.Tensor, args: argparse.Namespace) -> tuple[float, ob
     params, _ = train_sae(train, cfg, progress=False)
     seconds = time.perf_counter() - start
     return seconds, lambda x: run_sae(params, x, k=args.k)
+
+
+def train_chapter(train: torch.Tensor, args: argparse.Namespace) -> tuple[float, object]:
+    """Chapter 02's own SAE: `pretrained_sae`'s recipe (its width, k, steps, batch, learning rate), which
+    chapters 04a and 04b load, on the chapter's activations (the command line's width, k and steps are not used)."""
+    from utils.sae.model import run_sae
+    from utils.sae.pretrained import recipe
+    from utils.sae.training import train_sae
+
+    cfg = recipe()
+    start = time.perf_counter()
+    params, _ = train_sae(train, cfg, progress=False)
+    seconds = time.perf_counter() - start
+    args.d_sae, args.k, args.steps, args.batch_size = cfg.d_sae, cfg.k, cfg.steps, cfg.batch_size
+    return seconds, lambda x: run_sae(params, x, k=cfg.k)
 
 
 def train_saelens(train: torch.Tensor, args: argparse.Namespace) -> tuple[float, object]:
@@ -90,7 +106,7 @@ def ce_loss_recovered(run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Te
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("trainer", choices=["ours", "saelens"])
+    parser.add_argument("trainer", choices=["ours", "saelens", "chapter"])
     parser.add_argument("activations")
     parser.add_argument("--d-sae", type=int, default=4608)
     parser.add_argument("--k", type=int, default=32)
@@ -107,7 +123,7 @@ def main() -> None:
     train, held_out = acts[:-HELD_OUT], acts[-HELD_OUT:].float()
     if args.tokens:
         train = train[: args.tokens]
-    seconds, run = (train_ours if args.trainer == "ours" else train_saelens)(train, args)
+    seconds, run = {"ours": train_ours, "saelens": train_saelens, "chapter": train_chapter}[args.trainer](train, args)
     with torch.no_grad():
         acts_out, x_hat = run(held_out)
     figures = {

@@ -23,10 +23,11 @@ def test_quick_benchmark_reports_every_section(tmp_path):
     assert model["load_seconds"] > 0 and {row["omp_wait_policy"] for row in forward} == {"PASSIVE", "(default)"}
     assert all(row["tokens_per_s"] > 0 and row["matmul_peak_gflop_per_s"] > 0 for row in forward)
     assert all(0 < row["fraction_of_matmul_peak"] for row in forward)
-    ours, saelens = results["sections"]["sae"]
+    ours, saelens, chapter = results["sections"]["sae"]
     assert ours["trainer"] == "ours" and ours["l0"] == 32 and 0 < ours["variance_explained"] <= 1
     assert 0 < ours["ce_loss_recovered"] <= 1
     assert saelens == {"trainer": "saelens", "error": "skipped in --quick mode"}
+    assert chapter == {"trainer": "chapter", "error": "skipped in --quick mode"}
     scaling = results["sections"]["scaling"]
     assert len(scaling) == 3 and all("error" not in row and row["train_seconds"] > 0 for row in scaling)
     markdown = (tmp_path / "latest.md").read_text()

@@ -86,7 +86,8 @@ def test_activation_cache_round_trip(model, tmp_path, monkeypatch, no_network):
 
 def test_pretrained_sae_is_trained_once_then_loaded(model, tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
-    params, cfg = sae_pretrained.pretrained_sae(model, "blocks.2.hook_resid_pre", d_sae=64, k=4, n_seqs=8, steps=5, verbose=False)
+    small = {"d_sae": 64, "k": 4, "n_seqs": 12, "steps": 5, "verbose": False}  # 12 sequences: enough rows for one batch
+    params, cfg = sae_pretrained.pretrained_sae(model, "blocks.2.hook_resid_pre", **small)
     assert cfg["architecture"] == "topk" and cfg["k"] == 4 and params["W_dec"].shape == (64, model.cfg.d_model)
     assert 0 < cfg["metadata"]["l0"] <= 4 and cfg["metadata"]["hook_name"] == "blocks.2.hook_resid_pre"
 
@@ -94,7 +95,7 @@ def test_pretrained_sae_is_trained_once_then_loaded(model, tmp_path, monkeypatch
         raise AssertionError("the cached SAE was trained again")
 
     monkeypatch.setattr(sae_pretrained, "train_sae", no_training)
-    again, _ = sae_pretrained.pretrained_sae(model, "blocks.2.hook_resid_pre", d_sae=64, k=4, n_seqs=8, steps=5, verbose=False)
+    again, _ = sae_pretrained.pretrained_sae(model, "blocks.2.hook_resid_pre", **small)
     assert all(torch.equal(params[name], again[name]) for name in params)
     assert len([p for p in (tmp_path / "saes").iterdir() if p.is_dir()]) == 1  # no temporary folder left (a lock file may be)
 
@@ -296,3 +297,30 @@ def test_steering_with_alpha_zero_is_the_clean_run(model):
     steered = ref02.steer_with_latent(model, tokens, "blocks.12.hook_resid_pre", W_dec, 1, 60.0)
     promoted = (W_dec[1] @ model.W_U).topk(10).indices
     assert (steered - clean)[:, promoted].mean() > 0  # pushing along a direction raises what it promotes
+
+
+def test_sparse_decode_is_the_dense_product_in_value_and_gradient():
+    """The TopK trainer sums the k decoder rows (`decode_sparse`); it must be `decode` exactly, gradients
+    included, and fall back to the dense product when an activation keeps more than k latents."""
+    from utils.sae.base import decode, decode_sparse
+
+    g = torch.Generator().manual_seed(0)
+    params = {"W_dec": torch.randn(40, 8, generator=g, requires_grad=True), "b_dec": torch.randn(8, generator=g)}
+    pre = torch.randn(16, 40, generator=g, requires_grad=True)
+    grads = []
+    for fn in (decode, lambda p, a: decode_sparse(p, a, 5)):
+        acts = ref02.topk_activation(pre, 5)
+        out = fn(params, acts)
+        (weights, pre_grad) = torch.autograd.grad((out * torch.arange(8.0)).sum(), [params["W_dec"], pre])
+        grads.append((out.detach(), weights, pre_grad))
+    for dense, sparse in zip(*grads):
+        assert torch.allclose(dense, sparse, atol=1e-5)
+    relu_acts = torch.relu(pre.detach())  # ~20 of 40 non-zero: more than k
+    assert torch.allclose(decode_sparse(params, relu_acts, 5), decode(params, relu_acts))
+
+
+def test_batches_refuse_data_smaller_than_one_batch():
+    """Too few rows for one batch would otherwise loop forever without yielding (e.g. a small test cache)."""
+    with pytest.raises(ValueError, match="cannot fill one batch"):
+        next(data.batches(torch.zeros(3, 2), 4, torch.Generator()))
+    assert next(data.batches(torch.zeros(4, 2), 4, torch.Generator())).shape == (4, 2)

@@ -86,7 +86,7 @@ def test_ig_is_closer_to_activation_patching_than_attribution_patching(model, sa
 @pytest.fixture(scope="module")
 def curve(model, saes, data, attributed, ig):
     _, clean, _ = attributed
-    return feature_circuits.faithfulness_curve(model, saes, data, ig, feature_circuits.node_means(clean), sizes=[20, 50])
+    return feature_circuits.faithfulness_curve(model, saes, data, ig, feature_circuits.node_means(clean), sizes=[20, 50, 300])
 
 
 def test_faithfulness_is_one_for_the_model_and_zero_for_nothing(model, data, curve):
@@ -99,11 +99,13 @@ def test_faithfulness_is_one_for_the_model_and_zero_for_nothing(model, data, cur
 
 
 def test_a_small_circuit_is_faithful_and_its_complement_is_not(curve):
-    """The notebook's claim: the top-50 nodes (of 4,611) recover most of the metric; without the top 20 little is left."""
+    """The notebook's claim (with its 10 IG steps: 0.60, 0.72, 1.00; with this file's 3: 0.60, 0.70, 0.90): faithfulness
+    rises with the circuit's size, the top 300 nodes (of 13,827) recover nearly all of the metric, and without the top
+    20 nothing is left."""
     faith = ref04a.faithfulness(curve["m_circuit"], curve["m_empty"], curve["m_full"])
     complete = ref04a.faithfulness(curve["m_complement"], curve["m_empty"], curve["m_full"])
-    assert faith[1] > 0.8 and faith[0] > 0.4
-    assert complete[0] < 0.2 and complete[1] < 0.2
+    assert 0.5 < faith[0] < faith[1] < faith[2] and faith[2] > 0.85
+    assert complete[0] < 0.1 and complete[1] < 0.1
 
 
 def _other_logit_diff(logits, correct, wrong):

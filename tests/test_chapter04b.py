@@ -153,21 +153,24 @@ def test_sparse_probe_accuracy_grows_with_k_on_era(results):
 
 
 def test_party_is_not_decodable_from_one_paragraph(results):
+    """The notebook's claim: every probe within about seven points of the majority class, the k-sparse ones closer."""
     party = results["party"]
-    assert max(party["raw residual"], party["all SAE latents"], *party["sparse"]) < party["chance"] + 0.05
+    assert max(party["raw residual"], party["all SAE latents"], *party["sparse"]) < party["chance"] + 0.08
+    assert max(party["raw residual"], *party["sparse"]) < party["chance"] + 0.05
 
 
 def test_the_latents_the_prose_reads_are_the_era_probes_top_weights(results):
     weights = results["era"]["all SAE latents weights"]
     top = set(weights.abs().topk(6).indices.tolist())
-    assert {130, 993, 99, 45} <= top
-    assert weights[130] > 0 and weights[993] < 0 and weights[99] < 0 and weights[45] < 0
+    assert {3766, 3258, 2063, 2710} <= top
+    assert weights[3766] < 0 and weights[3258] < 0 and weights[2063] > 0 and weights[2710] < 0
+    assert {2710, 3258} <= set(results["era"]["selected"][4].tolist())  # "in both" (the k = 4 probe's latents)
 
 
 # the table under "What you should see" (rounded there to 3 decimals)
 STATED = {
-    "era": {"chance": 0.527, "raw residual": 0.950, "all SAE latents": 0.943, "sparse": [0.775, 0.836, 0.893, 0.907]},
-    "party": {"chance": 0.517, "raw residual": 0.522, "all SAE latents": 0.556, "sparse": [0.539, 0.547, 0.534, 0.522]},
+    "era": {"chance": 0.527, "raw residual": 0.950, "all SAE latents": 0.934, "sparse": [0.711, 0.807, 0.870, 0.889]},
+    "party": {"chance": 0.517, "raw residual": 0.522, "all SAE latents": 0.586, "sparse": [0.474, 0.474, 0.552, 0.552]},
 }
 
 
@@ -180,10 +183,22 @@ def test_the_stated_table_holds(results, task):
 
 
 def test_without_a_penalty_the_dense_probes_lose_a_little(features, results):
-    """The notebook's caveat: λ = 0 gives ≈ 0.94 (raw) and ≈ 0.92 (SAE) on era, against ≈ 0.95 and ≈ 0.94."""
+    """The notebook's caveat: λ = 0 gives ≈ 0.94 (raw) and ≈ 0.93 (SAE) on era, against ≈ 0.95 and ≈ 0.93."""
     data, raw, sae = features
     train, test, y = data.labels("era")
-    for X, stated in [(raw, 0.94), (sae, 0.92)]:
+    for X, stated in [(raw, 0.94), (sae, 0.93)]:
         X_train, X_test = chapter04b.standardize(X[train], X[test])
         w, b = ref04b.train_probe(X_train, y[train], 0.0)
         assert ref04b.accuracy(w, b, X_test, y[test]) == pytest.approx(stated, abs=0.01)
+
+
+def test_fired_anywhere_features_nearly_match_mean_pooling_on_era(features):
+    """The notebook's answer to its counting question: with 4,608 latents a quarter fire somewhere in a paragraph,
+    and a probe on the fired-anywhere features scores ≈ 0.927 on era (mean pooling: ≈ 0.934)."""
+    data, _, sae = features
+    fired = (sae > 0).float()
+    assert fired.mean(1).mean().item() == pytest.approx(0.25, abs=0.02)
+    train, test, y = data.labels("era")
+    X_train, X_test = chapter04b.standardize(fired[train], fired[test])
+    w, b = ref04b.train_probe(X_train, y[train], chapter04b.L1)
+    assert ref04b.accuracy(w, b, X_test, y[test]) == pytest.approx(0.927, abs=0.01)

@@ -26,7 +26,7 @@ from utils.sae.model import encode
 from utils.sae.pretrained import pretrained_sae
 
 LAYERS = (4, 8, 12)
-D_SAE = 1536  # the SAEs are TopK SAEs with k = K = 32 and 1,536 latents
+D_SAE = 4608  # the SAEs are TopK SAEs with k = K = 32 and 4,608 latents (chapter 02's recipe)
 
 # single-token nouns (with a leading space) whose plural is also one token
 NOUNS = [

@@ -190,6 +190,8 @@ def batches(data: Tensor, batch_size: int, generator: torch.Generator) -> Iterat
     """Endless float32 batches of rows of ``data``: shuffled each pass, without replacement within a
     pass, the last incomplete batch of a pass dropped. The one batch iterator of the course (the SAE
     trainer and the benchmark's SAELens run draw the same batches from it)."""
+    if len(data) < batch_size:  # no batch would ever be complete: say so instead of looping forever
+        raise ValueError(f"{len(data):,} rows cannot fill one batch of {batch_size:,}: use more data or a smaller batch")
     while True:
         for idx in torch.randperm(len(data), generator=generator).split(batch_size):
             if len(idx) == batch_size:
