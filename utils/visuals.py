@@ -228,7 +228,7 @@ def sae_latent_cards(
     keep = norms < outlier_factor * norms.median() if outlier_factor is not None else torch.ones_like(norms, dtype=torch.bool)
     columns = []
     with torch.no_grad():
-        for chunk, kept in zip(acts.split(64), keep.split(64)):
+        for chunk, kept in zip(acts.split(16), keep.split(16)):  # 16 sequences: [2,032, d_sae] at a time (Binder's memory)
             f = encode(params, chunk.float().flatten(0, 1), k)[:, list(latents)].view(len(chunk), -1, len(latents))
             columns.append(f * kept[..., None])
     values = torch.cat([torch.zeros(len(tokens), 1, len(latents)), torch.cat(columns)], dim=1)  # BOS: 0

@@ -226,9 +226,10 @@ def train_sae(
             history["l0"].append(firing_stats(acts)["l0"])
             history["variance_explained"].append(variance_explained(x, x_hat))
             history["dead_fraction"].append((since_fired >= cfg.dead_window).float().mean().item())
-            if held_out is not None:
+            if held_out is not None:  # a batch at a time: 8,192 rows x d_sae latents at once would not fit Binder's memory
                 with torch.no_grad():
-                    _, _, held_hat = objective.loss(params, held_out.float(), cfg, since_fired >= cfg.dead_window)
+                    held_hat = torch.cat([objective.loss(params, chunk.float(), cfg, since_fired >= cfg.dead_window)[2]
+                                          for chunk in held_out.split(cfg.batch_size)])
                 history["held_out_variance_explained"].append(variance_explained(held_out.float(), held_hat))
     return {name: tensor.detach().clone() for name, tensor in params.items()}, history
 
