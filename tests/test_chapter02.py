@@ -324,25 +324,3 @@ def test_batches_refuse_data_smaller_than_one_batch():
     with pytest.raises(ValueError, match="cannot fill one batch"):
         next(data.batches(torch.zeros(3, 2), 4, torch.Generator()))
     assert next(data.batches(torch.zeros(4, 2), 4, torch.Generator())).shape == (4, 2)
-
-
-def test_topk_scores_a_large_batch_without_gradients_in_chunks_with_the_same_result():
-    """The held-out measure of chapter 02's run (8,192 rows, 4,608 latents) must not need every row's [rows, d_sae]
-    tensors at once (it broke the chapter's 1.5 GB budget): the chunked loss, latents and reconstruction equal one pass's."""
-    from utils.sae import topk as topk_module
-
-    g = torch.Generator().manual_seed(0)
-    params = sae_training.init_sae(8, SAEConfig(d_sae=40, architecture="topk", k=5), torch.zeros(8))
-    cfg = SAEConfig(d_sae=40, architecture="topk", k=5)
-    x = torch.randn(topk_module.EVAL_ROWS * 2 + 7, 8, generator=g)
-    dead = torch.zeros(40, dtype=torch.bool)
-    seen = []
-    objective = TopK(lambda pre, k: seen.append(len(pre)) or ref02.topk_activation(pre, k), ref02.auxk_loss)
-    with torch.no_grad():
-        chunked = objective.loss(params, x, cfg, dead)
-    assert max(seen) == topk_module.EVAL_ROWS and sum(seen) == len(x)
-    with torch.enable_grad():
-        whole = objective.loss(params, x, cfg, dead)
-    assert seen[-1] == len(x)  # with gradients (training): one pass
-    assert torch.allclose(chunked[0], whole[0].detach(), rtol=1e-5)
-    assert all(torch.allclose(a, b.detach(), atol=1e-5) for a, b in zip(chunked[1:], whole[1:]))

@@ -11,8 +11,6 @@ from torch import Tensor
 from utils.references.chapter02 import auxk_loss, topk_activation
 from utils.sae.base import Params, SAEConfig, decode_sparse, mse, pre_activations
 
-EVAL_ROWS = 2048  # rows per chunk when an evaluation without gradients is scored
-
 
 @dataclass(frozen=True)
 class TopK:
@@ -32,19 +30,7 @@ class TopK:
         return self.activation_fn(pre_activations(params, x), k)
 
     def loss(self, params: Params, x: Tensor, cfg: SAEConfig, dead: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """MSE + aux_coeff · AuxK (k_aux = d_in / 2) on the latents dead for ``dead_window`` steps.
-
-        Without gradients (the trainer's held-out measure) a large ``x`` is scored EVAL_ROWS rows at a time:
-        the same loss (each chunk's mean weighted by its rows), latents and reconstruction, but the transient
-        [rows, d_sae] tensors of one chunk instead of all rows' (8,192 × 4,608 floats are 151 MB each).
-        """
-        if not torch.is_grad_enabled() and len(x) > EVAL_ROWS:  # each chunk written into the outputs as it is made
-            acts, x_hat, total = x.new_empty(len(x), params["W_enc"].shape[1]), torch.empty_like(x), x.new_zeros(())
-            for start in range(0, len(x), EVAL_ROWS):
-                loss, acts[start : start + EVAL_ROWS], x_hat[start : start + EVAL_ROWS] = self.loss(
-                    params, x[start : start + EVAL_ROWS], cfg, dead)
-                total += loss * len(x[start : start + EVAL_ROWS])
-            return total / len(x), acts, x_hat
+        """MSE + aux_coeff · AuxK (k_aux = d_in / 2) on the latents dead for ``dead_window`` steps."""
         pre = pre_activations(params, x)
         acts = self.activation_fn(pre, cfg.k)
         x_hat = decode_sparse(params, acts, cfg.k)  # the k rows summed: twice as fast as the dense product
