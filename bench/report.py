@@ -22,8 +22,13 @@ def _forward(results: dict[str, Any], batch: int) -> str:
     return ", ".join(f"{value} ({policy.strip('()')})" for policy, value in found.items()) or "not measured"
 
 
+def _sae_rows(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The sae section's rows by trainer ("ours", "saelens", "chapter")."""
+    return {row.get("trainer"): row for row in results["sections"].get("sae", [])}
+
+
 def _sae(results: dict[str, Any], key: str) -> str:
-    rows = {row.get("trainer"): row for row in results["sections"].get("sae", [])}
+    rows = _sae_rows(results)
     ours, saelens = rows.get("ours", {}), rows.get("saelens", {})
     if key == "speed":
         return f"{ours['speed_vs_saelens']}x" if "speed_vs_saelens" in ours else "not measured"
@@ -32,7 +37,7 @@ def _sae(results: dict[str, Any], key: str) -> str:
 
 
 def _chapter_sae(results: dict[str, Any]) -> str:
-    row = {row.get("trainer"): row for row in results["sections"].get("sae", [])}.get("chapter", {})
+    row = _sae_rows(results).get("chapter", {})
     if "variance_explained" not in row:
         return "not measured"
     return (f"{row['variance_explained']}, {row.get('ce_loss_recovered', 'not measured')} (L0 {row['l0']:.0f}, "

@@ -33,34 +33,35 @@ def score(x: torch.Tensor, x_hat: torch.Tensor, acts: torch.Tensor) -> dict[str,
     return {"l0": stats["l0"], "variance_explained": variance_explained(x, x_hat), "dead_fraction": stats["dead_fraction"]}
 
 
-def train_ours(train: torch.Tensor, args: argparse.Namespace) -> tuple[float, object]:
-    from utils.sae.base import SAEConfig
+def _train_course(train: torch.Tensor, cfg: object) -> tuple[float, object]:
+    """The course's `train_sae` on ``cfg``: (training seconds, the SAE as a function of x → (latents, x̂))."""
     from utils.sae.model import run_sae
     from utils.sae.training import train_sae
 
     start = time.perf_counter()
+    params, _ = train_sae(train, cfg, progress=False)
+    seconds = time.perf_counter() - start
+    return seconds, lambda x: run_sae(params, x, k=cfg.k)
+
+
+def train_ours(train: torch.Tensor, args: argparse.Namespace) -> tuple[float, object]:
+    from utils.sae.base import SAEConfig
+
     cfg = SAEConfig(
         d_sae=args.d_sae, architecture="topk", k=args.k, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, dead_window=args.dead_window,
     )
-    params, _ = train_sae(train, cfg, progress=False)
-    seconds = time.perf_counter() - start
-    return seconds, lambda x: run_sae(params, x, k=args.k)
+    return _train_course(train, cfg)
 
 
 def train_chapter(train: torch.Tensor, args: argparse.Namespace) -> tuple[float, object]:
     """Chapter 02's own SAE: `pretrained_sae`'s recipe (its width, k, steps, batch, learning rate), which
     chapters 04a and 04b load, on the chapter's activations (the command line's width, k and steps are not used)."""
-    from utils.sae.model import run_sae
     from utils.sae.pretrained import recipe
-    from utils.sae.training import train_sae
 
     cfg = recipe()
-    start = time.perf_counter()
-    params, _ = train_sae(train, cfg, progress=False)
-    seconds = time.perf_counter() - start
-    args.d_sae, args.k, args.steps, args.batch_size = cfg.d_sae, cfg.k, cfg.steps, cfg.batch_size
-    return seconds, lambda x: run_sae(params, x, k=cfg.k)
+    args.d_sae, args.k, args.steps, args.batch_size = cfg.d_sae, cfg.k, cfg.steps, cfg.batch_size  # what the row reports
+    return _train_course(train, cfg)
 
 
 def train_saelens(train: torch.Tensor, args: argparse.Namespace) -> tuple[float, object]:
