@@ -52,6 +52,15 @@ def _memory(results: dict[str, Any], section: str) -> str:
     return f"{len(rows) - len(failed)} of {len(rows)} complete" + (f" ({', '.join(failed)} do not)" if failed else "")
 
 
+def _transcoders(results: dict[str, Any]) -> str:
+    rows = [row for row in results["sections"].get("transcoders", []) if "train_seconds" in row]
+    if not rows:
+        return "not measured"
+    row = rows[0]
+    return (f"{row['train_seconds'] / 60:.1f} min, peak {row['peak_gb']} GB ({row['config']}: layers {row['layers']}, "
+            f"variance explained {row['variance_explained_min']}–{row['variance_explained_max']})")
+
+
 def _bench_minutes(results: dict[str, Any]) -> str:
     seconds = results.get("section_seconds", {})
     return f"{sum(seconds.values()) / 60:.1f} min ({len(seconds)} sections)" if seconds else "not measured"
@@ -71,6 +80,7 @@ TARGETS: list[tuple[str, str, str, Callable[[dict[str, Any]], str]]] = [
     ("grading (grader + kernel) under a 2.5 GB cgroup", "all", "not measured (RSS up to 3.35 GB)",
      lambda r: _memory(r, "grading")),
     ("`make bench` (every section)", "<= 15 min", "not measured", _bench_minutes),
+    ("chapter 05's transcoders trained once (issue 20)", "<= 15 min", "new", _transcoders),
 ]  # fmt: skip
 
 

@@ -13,7 +13,8 @@ Prints one table per section and writes ``bench/results/latest.json`` and ``late
   achieved beside a matmul peak measured in the same process (medians with their spread), with and
   without ``OMP_WAIT_POLICY=PASSIVE``;
 - sae: our chapter-02 trainer beside SAELens's on the same cached activations (see bench/sae.py);
-- scaling: SAE training time and memory as the width and the token budget double.
+- scaling: SAE training time and memory as the width and the token budget double;
+- transcoders: chapter 05's band of transcoders trained from nothing (time, peak memory, held-out figures).
 
 ``--quick`` (a smoke run, used by the test suite) measures the model and a small SAE only.
 Figures are printed, never asserted: targets are in the issue and in the README's Performance section.
@@ -37,7 +38,7 @@ from typing import Any  # noqa: E402
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
-from bench import chapters, grading, model, sae  # noqa: E402
+from bench import chapters, grading, model, sae, transcoders  # noqa: E402
 from bench.measure import GB, stopwatch  # noqa: E402
 from bench.report import markdown  # noqa: E402
 from utils.paths import ROOT  # noqa: E402
@@ -45,7 +46,7 @@ from utils.paths import ROOT  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 
 
-SECTIONS = ["model", "sae", "scaling", "chapters", "grading", "throughput", "isolation"]
+SECTIONS = ["model", "sae", "scaling", "transcoders", "chapters", "grading", "throughput", "isolation"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": lambda: model.bench_model(args.quick),
         "sae": lambda: sae.bench_trainers(args.quick),
         "scaling": lambda: sae.bench_scaling(args.quick),
+        "transcoders": lambda: transcoders.bench_transcoders(args.quick),
         "chapters": lambda: chapters.bench_chapters(args.quick),
         "grading": lambda: grading.bench_grading(args.quick),
         "throughput": lambda: grading.bench_throughput(args.quick),
