@@ -80,19 +80,18 @@ def test_the_local_replacement_model_reproduces_the_logits_exactly(model, small,
         ag.local_replacement(model, {26: transcoders[26]}, SMALL.k, tokens)
 
 
+def _without_nodes(model, rep, transcoders):
+    """The local replacement model's logits with every node (features, errors, inputs) at zero: the biases alone."""
+    zeros = {name: torch.zeros_like(getattr(rep, name)) for name in ("acts", "resid_in", "errors")}
+    return ag.run_replacement(model, rep, transcoders, **zeros)
+
+
 def test_the_replacement_model_is_linear_in_its_nodes(model, small, ioi):
     """Scaling every node (features, errors, inputs) by t moves the logits by t × their movement at t = 1: nothing but
     the constant biases is left outside the nodes once patterns and norms are frozen."""
     transcoders, _ = small
     _, rep = ioi
-    zero = ag.run_replacement(
-        model,
-        rep,
-        transcoders,
-        acts=torch.zeros_like(rep.acts),
-        resid_in=torch.zeros_like(rep.resid_in),
-        errors=torch.zeros_like(rep.errors),
-    )
+    zero = _without_nodes(model, rep, transcoders)
     full = ag.run_replacement(model, rep, transcoders)
     half = ag.run_replacement(model, rep, transcoders, acts=rep.acts / 2, resid_in=rep.resid_in / 2, errors=rep.errors / 2)
     assert torch.allclose(half - zero, (full - zero) / 2, atol=2e-3)
@@ -147,14 +146,7 @@ def test_a_logits_row_adds_up_to_the_logit_minus_what_no_node_carries(model, sma
     _, rep = ioi
     g = full_graph
     token = int(g.logit_tokens[0])
-    nothing = ag.run_replacement(
-        model,
-        rep,
-        transcoders,
-        acts=torch.zeros_like(rep.acts),
-        resid_in=torch.zeros_like(rep.resid_in),
-        errors=torch.zeros_like(rep.errors),
-    )
+    nothing = _without_nodes(model, rep, transcoders)
     full = ag.run_replacement(model, rep, transcoders)
     assert float(g.adjacency[g.logits.start].sum()) == pytest.approx(_demeaned(full, token) - _demeaned(nothing, token), rel=1e-3)
     assert g.n_features == g.n_active

@@ -26,7 +26,7 @@ import math
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -79,7 +79,6 @@ class TranscoderConfig:
     max_norm_ratio: float = 10.0
     center_init: bool = True
     seed: int = 0
-    metrics: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def steps(self) -> int:
@@ -231,7 +230,7 @@ def transcoder_metrics(
 
 
 def _folder(model: HookedTransformer, cfg: TranscoderConfig) -> Path:
-    recipe = {name: value for name, value in asdict(cfg).items() if name != "metrics"}
+    recipe = asdict(cfg)
     key = json.dumps([model.cfg.model_name, recipe, TRAINER_VERSION])
     band = f"{cfg.layers[0]}-{cfg.layers[-1]}"
     return cache_dir() / "transcoders" / f"layers{band}-topk{cfg.k}-{cfg.d_sae}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
@@ -270,7 +269,7 @@ def pretrained_transcoders(
                 {f"{layer}.{name}": t.contiguous() for layer, p in transcoders.items() for name, t in p.items()},
                 tmp / "transcoders.safetensors",
             )
-            recipe = {name: value for name, value in asdict(cfg).items() if name != "metrics"}
+            recipe = asdict(cfg)
             info = {
                 **recipe,
                 "model_name": model.cfg.model_name,
