@@ -68,6 +68,25 @@ def test_replacing_the_band_by_zeros_loses_more_than_by_transcoders(model, small
     assert 0 < losses["ce_recovered"] < 1
 
 
+def test_the_top_token_test_counts_where_the_replaced_model_keeps_the_models_answer(model, small, monkeypatch):
+    """The paper's test: on tokens the model gets right with p < 0.8, how often the replaced model's top token is
+    the model's. A 'replacement' that changes nothing keeps all of them; one that zeroes the band loses some."""
+    transcoders, _ = small
+    tokens = model.to_tokens(["When Mary and John went to the store, John gave a drink to Mary. The cat sat on the mat."])
+    real = tc.replaced_ce_losses(model, transcoders, SMALL.k, tokens)
+    assert real["top1_tokens"] > 0 and 0 <= real["top1_agreement"] <= 1
+    monkeypatch.setattr(tc, "replacement_hooks", lambda transcoders, k: [])
+    unchanged = tc.replaced_ce_losses(model, transcoders, SMALL.k, tokens)
+    assert unchanged["replaced"] == pytest.approx(unchanged["clean"]) and unchanged["top1_agreement"] == 1.0
+    assert unchanged["top1_tokens"] == real["top1_tokens"], "the tokens tested are the model's, whatever replaces it"
+
+    def zeroed(out, hook):
+        return torch.zeros_like(out)
+
+    monkeypatch.setattr(tc, "replacement_hooks", lambda band, k: [(tc.output_hook(layer), zeroed) for layer in band])
+    assert tc.replaced_ce_losses(model, transcoders, SMALL.k, tokens)["top1_agreement"] < 1
+
+
 def test_the_local_replacement_model_reproduces_the_logits_exactly(model, small, ioi):
     transcoders, _ = small
     tokens, rep = ioi
@@ -225,6 +244,19 @@ def test_the_scores_are_one_without_errors_and_fall_as_errors_grow(full_graph):
     louder = ag.Graph(**{**g.__dict__, "adjacency": g.adjacency.clone()})
     louder.adjacency[:, g.errors] *= 10
     assert ag.graph_scores(louder)[0] < replacement and ag.graph_scores(louder)[1] < completeness
+
+
+def test_a_pruned_graphs_scores_count_its_pruned_features_as_errors(full_graph):
+    g = full_graph
+    everything = torch.ones(len(g.adjacency), dtype=torch.bool)
+    assert ag.graph_scores(g, everything) == pytest.approx(ag.graph_scores(g))
+    node_mask, _, _ = ag.prune_graph(g, node_threshold=0.99)
+    assert 0 < node_mask[: g.n_features].sum() < g.n_features, "some features kept, some pruned: else the test shows nothing"
+    pruned = ag.graph_scores(g, node_mask)
+    no_features = everything.clone()
+    no_features[: g.n_features] = False
+    none = ag.graph_scores(g, no_features)
+    assert none[0] < pruned[0] < ag.graph_scores(g)[0] and none[1] < pruned[1] < ag.graph_scores(g)[1]
 
 
 def test_the_graphs_prediction_is_exact_in_the_frozen_model_with_latents_held(model, small, ioi, full_graph):

@@ -392,18 +392,27 @@ def prune_graph(
     return node_mask, edge_mask, cumulative
 
 
-def graph_scores(graph: Graph) -> tuple[float, float]:
+def graph_scores(graph: Graph, node_mask: Bool[Tensor, " nodes"] | None = None) -> tuple[float, float]:
     """(replacement score, completeness score) — circuit-tracer's ``compute_graph_scores``.
 
     Replacement: of the influence the input nodes and the error nodes have on the logits, the inputs' share
     (1 when everything flows from the inputs through features). Completeness: over all nodes, weighted by their
     influence on the output (plus the logits' own weights), the fraction of each node's incoming |edges| that
-    does not come from error nodes."""
+    does not come from error nodes. With ``node_mask`` (`prune_graph`'s), the pruned graph's scores as the paper
+    charts them ("Graph Pruning", methods.html#evaluating-graphs-pruning): every pruned feature counts as an
+    error node — what it carried is no longer explained — and, like an error node, has no inputs."""
     is_error = torch.zeros(len(graph.adjacency), dtype=torch.bool)
     is_error[graph.errors] = True
+    adjacency = graph.adjacency
+    if node_mask is not None:
+        pruned = ~node_mask.clone()
+        pruned[graph.n_features :] = False
+        is_error |= pruned
+        adjacency = adjacency.clone()
+        adjacency[pruned] = 0
     is_input = torch.zeros_like(is_error)
     is_input[graph.inputs] = True
-    return ref.graph_scores(graph.adjacency, graph.logit_weights(), is_error, is_input)
+    return ref.graph_scores(adjacency, graph.logit_weights(), is_error, is_input)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,10 +25,12 @@ from utils.attribution_graph import (
     Graph,
     attribute,
     frozen_change,
+    graph_scores,
     influence,
     local_replacement,
     measured_change,
     predicted_change,
+    prune_graph,
 )
 from utils.grading.checks import Checks
 from utils.grading.engine import Case, Exercise
@@ -44,6 +46,18 @@ PROMPTS = {
     "two-hop": "The language spoken in the country whose capital is Paris is",  # Paris → France → French
 }
 
+# What Ameisen et al. 2025 report for their 18-layer model ("18L"), printed beside ours: section anchors of
+# transformer-circuits.pub/2025/attribution-graphs/methods.html. Its transcoders are cross-layer (CLT) or per layer
+# (PLT, like ours), over all its layers, with 300K–10M features in all; ours are 15 per-layer ones of 2,304.
+PAPER = {
+    "clt_nmse": 0.115,  # normalised mean reconstruction error of the largest 18L CLT (10M features) #evaluating-model-clt
+    "clt_l0": 88,  # its average L0
+    "top1_agreement": 0.50,  # largest 18L CLT: the replacement model's top token is the model's #building-replacement
+    # (replacement, completeness) of unpruned graphs, mean over pretraining prompts, 10M features #evaluating-graphs-comparing
+    "unpruned": {"CLT": (0.61, 0.80), "PLT": (0.37, 0.78)},
+    "pruned_08": (0.70, 55),  # default pruning (0.8): completeness and node count of one acronym graph #evaluating-graphs-pruning
+}
+
 
 def load_transcoders(model: HookedTransformer, verbose: bool = True) -> tuple[Transcoders, dict]:
     """The chapter's 15 transcoders (trained once, about 15 minutes on 2 CPU cores and 3.3 GB at the peak, then read
@@ -56,6 +70,41 @@ def transcoder_table(info: dict) -> str:
     lines = ["layer  MLP-output variance explained   L0   dead latents"]
     for layer, m in info["metrics"].items():
         lines.append(f"{int(layer):5}  {m['variance_explained']:29.3f}  {m['l0']:4.0f}   {m['dead_fraction']:11.1%}")
+    return "\n".join(lines)
+
+
+def paper_comparison(info: dict, ce: dict[str, float], graphs: dict[str, Graph]) -> str:
+    """Our transcoders', replacement model's and graphs' figures beside `PAPER`'s, as a text table."""
+    nmse = [1 - m["variance_explained"] for m in info["metrics"].values()]
+    l0 = sum(m["l0"] for m in info["metrics"].values()) / len(nmse)
+    unpruned = {name: graph_scores(graph) for name, graph in graphs.items()}
+    pruned = {}
+    for name, graph in graphs.items():
+        mask = prune_graph(graph)[0]
+        pruned[name] = (graph_scores(graph, mask)[1], int(mask[: graph.inputs.start].sum()))
+
+    def per_prompt(values: dict, fmt: str) -> str:
+        return " · ".join(f"{name} {fmt.format(v)}" for name, v in values.items())
+
+    rows = [
+        ("transcoder error (1 − VE), mean",
+         f"{sum(nmse) / len(nmse):.2f} ({min(nmse):.2f}–{max(nmse):.2f}), L0 {l0:.0f}",
+         f"CLT {PAPER['clt_nmse']:.3f}, L0 {PAPER['clt_l0']}"),
+        ("replaced model keeps the top token",
+         f"{ce['top1_agreement']:.2f} of {ce['top1_tokens']} tokens",
+         f"CLT {PAPER['top1_agreement']:.2f}"),
+        ("unpruned graph: replacement", per_prompt({n: v[0] for n, v in unpruned.items()}, "{:.2f}"),
+         " · ".join(f"{kind} {v[0]:.2f}" for kind, v in PAPER["unpruned"].items())),
+        ("unpruned graph: completeness", per_prompt({n: v[1] for n, v in unpruned.items()}, "{:.2f}"),
+         " · ".join(f"{kind} {v[1]:.2f}" for kind, v in PAPER["unpruned"].items())),
+        ("pruned at 0.8: completeness", per_prompt({n: v[0] for n, v in pruned.items()}, "{:.2f}"),
+         f"{PAPER['pruned_08'][0]:.2f} (one acronym prompt, CLT)"),
+        ("pruned at 0.8: feature + error nodes", per_prompt({n: v[1] for n, v in pruned.items()}, "{}"),
+         f"{PAPER['pruned_08'][1]} nodes (same prompt)"),
+    ]
+    width = [max(len(row[i]) for row in rows) for i in range(2)]
+    lines = [f"{'':{width[0]}}  {'ours: SmolLM2-135M, 15 per-layer transcoders':{width[1]}}  Ameisen et al. 2025, 18L"]
+    lines += [f"{a:{width[0]}}  {b:{width[1]}}  {c}" for a, b, c in rows]
     return "\n".join(lines)
 
 

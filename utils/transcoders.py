@@ -316,21 +316,34 @@ def replaced_ce_losses(
     model: HookedTransformer, transcoders: Transcoders, k: int, tokens: Int[Tensor, "seq pos"], batch_size: int = 8
 ) -> dict[str, float]:
     """Next-token CE loss: clean; with every band MLP replaced by its transcoder at once; with every band MLP's
-    output zero-ablated (both after BOS); and the CE loss recovered, (zero − replaced) / (zero − clean)."""
+    output zero-ablated (both after BOS); the CE loss recovered, (zero − replaced) / (zero − clean); and the
+    paper's top-token test (Ameisen et al. 2025, "From Cross-Layer Transcoder to Replacement Model"): on the
+    tokens the model predicts correctly with a probability below 0.8 (``top1_tokens`` of them), the fraction
+    where the replaced model's most likely token is the model's (``top1_agreement``)."""
+    from transformer_lens.utils import lm_cross_entropy_loss
 
     def zero(out, hook):
         return torch.cat([out[:, :1], torch.zeros_like(out[:, 1:])], dim=1)
 
     zero_hooks = [(output_hook(layer), zero) for layer in transcoders]
     totals = {"clean": 0.0, "replaced": 0.0, "zero": 0.0}
+    agree, eligible = 0, 0
     with torch.no_grad():
         for start in range(0, len(tokens), batch_size):
             batch = tokens[start : start + batch_size]
             weight = len(batch) / len(tokens)
-            totals["clean"] += weight * model(batch, return_type="loss").item()
-            totals["replaced"] += (
-                weight * model.run_with_hooks(batch, return_type="loss", fwd_hooks=replacement_hooks(transcoders, k)).item()
-            )
+            logits = model(batch)
+            totals["clean"] += weight * lm_cross_entropy_loss(logits, batch).item()
+            probs, top = logits[:, :-1].softmax(-1).max(-1)
+            hard = (top == batch[:, 1:]) & (probs < 0.8)  # right, but not sure: the paper's "interesting" tokens
+            del logits, probs
+            logits = model.run_with_hooks(batch, fwd_hooks=replacement_hooks(transcoders, k))
+            totals["replaced"] += weight * lm_cross_entropy_loss(logits, batch).item()
+            agree += int((logits[:, :-1].argmax(-1) == top)[hard].sum())
+            eligible += int(hard.sum())
+            del logits
             totals["zero"] += weight * model.run_with_hooks(batch, return_type="loss", fwd_hooks=zero_hooks).item()
     totals["ce_recovered"] = (totals["zero"] - totals["replaced"]) / (totals["zero"] - totals["clean"])
+    totals["top1_agreement"] = agree / max(eligible, 1)
+    totals["top1_tokens"] = eligible
     return totals
