@@ -60,7 +60,7 @@ grade: setup  ## grade the learner notebooks in chapters/ (NB=path to grade one)
 
 test: lint  ## everything CI runs: lint, chapters/ up to date, the whole pytest suite (FRESH=1: rerun stored notebook runs too)
 	$(BIN)/python -m utils.release --check
-	$(if $(FRESH),COURSE_FRESH_RUNS=1) $(BIN)/python -m pytest -n 2 --dist loadfile  # both cores: one file per worker at a time
+	$(if $(FRESH),COURSE_FRESH_RUNS=1) $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder  # both cores: one file per worker at a time, in tests/conftest.py's order
 
 notebooks: setup  ## only the slow tier: run every reference notebook end to end
 	$(BIN)/python -m pytest -m notebooks

@@ -1,4 +1,9 @@
-"""`python -m bench.run --quick`: the benchmark runs end to end and reports figures (never asserted on speed)."""
+"""`python -m bench.run --quick`: the benchmark runs end to end and reports figures (never asserted on speed).
+
+A quick run takes minutes; like a notebook's end-to-end run it is kept under the code that made it
+(`tests/runs.py`: every file of `bench/` and `utils/`, the requirements, Python, whether grading can be
+isolated here) and its report checked again on every test run; change one of those files, or set
+``COURSE_FRESH_RUNS=1``, and it runs again."""
 
 from __future__ import annotations
 
@@ -6,17 +11,37 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from tests.conftest import ROOT
+from tests.runs import RunCache
+from utils.grading.sandbox import isolation
+
+QUICK_RUNS = RunCache("bench-quick")
+
+
+def quick_bench(tmp_path: Path, *only: str) -> tuple[dict, str, Callable[[], None]]:
+    """(latest.json, latest.md, keep): the report of `bench.run --quick [--only ...]`, or of its last run that
+    passed from the same files; ``keep()`` stores a new run once the test's checks have passed."""
+    name = "-".join(only) or "default"
+    inputs = sorted((ROOT / "bench").rglob("*.py")) + sorted((ROOT / "utils").rglob("*.py")) + [ROOT / "requirements.txt"]
+    extra = f"{only} {sys.version} isolated={isolation()[0]}"
+    stored = QUICK_RUNS.lookup(name, inputs, extra)
+    if stored is not None:
+        report = json.loads(stored.notebook.read_text())
+        return report["json"], report["md"], lambda: None
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "bench.run", "--quick", *(["--only", *only] if only else []), "--out", str(tmp_path)]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results, markdown = json.loads((tmp_path / "latest.json").read_text()), (tmp_path / "latest.md").read_text()
+    report = json.dumps({"json": results, "md": markdown})
+    return results, markdown, lambda: QUICK_RUNS.store(name, inputs, [], extra, {"summary": f"bench --quick {name}"}, report)
 
 
 def test_quick_benchmark_reports_every_section(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    results = json.loads((tmp_path / "latest.json").read_text())
+    results, markdown, keep = quick_bench(tmp_path)
     assert results["quick"] and set(results["sections"]) == {"model", "sae", "scaling"}
     model = results["sections"]["model"]
     forward = model["forward"]
@@ -30,18 +55,16 @@ def test_quick_benchmark_reports_every_section(tmp_path):
     assert chapter == {"trainer": "chapter", "error": "skipped in --quick mode"}
     scaling = results["sections"]["scaling"]
     assert len(scaling) == 3 and all("error" not in row and row["train_seconds"] > 0 for row in scaling)
-    markdown = (tmp_path / "latest.md").read_text()
     assert all(f"**{section}**" in markdown for section in results["sections"]) and "variance_explained" in markdown
+    keep()
 
 
 def test_quick_grading_benchmarks_report_throughput_and_what_isolation_costs(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "bench.run", "--quick", "--only", "throughput", "isolation", "--out", str(tmp_path)]
-    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
-    assert run.returncode == 0, run.stderr[-2000:]
-    sections = json.loads((tmp_path / "latest.json").read_text())["sections"]
+    results, _, keep = quick_bench(tmp_path, "throughput", "isolation")
+    sections = results["sections"]
     one, two = sections["throughput"]
     assert (one["workers"], two["workers"]) == (1, 2) and one["notebooks"] == two["notebooks"] == 2
     assert one["notebooks_per_minute"] > 0 and two["same_reports_as_1_worker"] is True
     isolated, not_isolated = sections["isolation"]
     assert isolated["score"] == not_isolated["score"] == "8 / 8"
+    keep()
