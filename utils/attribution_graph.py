@@ -405,7 +405,7 @@ def graph_scores(graph: Graph, node_mask: Bool[Tensor, " nodes"] | None = None) 
     is_error[graph.errors] = True
     adjacency = graph.adjacency
     if node_mask is not None:
-        pruned = ~node_mask.clone()
+        pruned = ~node_mask
         pruned[graph.n_features :] = False
         is_error |= pruned
         adjacency = adjacency.clone()
