@@ -18,7 +18,7 @@ from typing import Any
 
 import nbformat
 
-from utils.course import notebooks
+from utils.course import chapter_id, notebooks
 from utils.grading.capped import cgroup_available, execute_capped
 from utils.paths import ROOT, SOLUTIONS_DIR, cache_dir
 
@@ -39,8 +39,10 @@ def run_chapter(source: Path) -> dict[str, Any]:
             "anonymous_peak_gb": run["anonymous_peak_gb"], "errors": errors}
 
 
-def bench_chapters(quick: bool = False) -> list[dict[str, Any]]:
+def bench_chapters(quick: bool = False, only: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every solution notebook (or the ``only`` chapter ids; the quickest one when ``quick``) under the cap."""
     sources = [p for p in notebooks(SOLUTIONS_DIR) if not quick or p.name.startswith(QUICK)]
+    sources = [p for p in sources if not only or chapter_id(p.name) in only]
     why = cgroup_available(CHAPTER_CAP_GB)
     if why:
         return [{"notebook": p.name, "cap_gb": None, "completed": why} for p in sources]

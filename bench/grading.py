@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import GB, PeakMemory, children, stopwatch
-from utils.course import notebooks
+from utils.course import chapter_id, notebooks
 from utils.grading.capped import AnonymousPeak, cgroup_available, drop_page_cache, peak_gb
 from utils.grading.sandbox import Limits, Sandbox, launcher_flags
 from utils.paths import CHAPTERS_DIR, ROOT, SOLUTIONS_DIR
@@ -88,11 +88,11 @@ def grade_capped(source: Path) -> dict[str, Any]:
             "nested_kernel_cgroup": bool(nested)}
 
 
-def bench_grading(quick: bool = False) -> list[dict[str, Any]]:
+def bench_grading(quick: bool = False, only: list[str] | None = None) -> list[dict[str, Any]]:
     """Each solution (full marks) graded under GRADING_CAP_GB: the heaviest grade of its chapter, since every
     check runs the learner's code to the end. (Fresh learner notebooks stop at each stub: measured beside their
     solutions on 2026-12-01, each one's peak was at or below its solution's; the throughput section grades four.)"""
-    paths = notebooks(SOLUTIONS_DIR)
+    paths = [p for p in notebooks(SOLUTIONS_DIR) if not only or chapter_id(p.name) in only]  # ``only``: chapter ids
     paths = [p for p in paths if p.name.startswith(QUICK)][:1] if quick else paths
     why = cgroup_available(GRADING_CAP_GB)
     if why:

@@ -16,7 +16,9 @@ Prints one table per section and writes ``bench/results/latest.json`` and ``late
 - scaling: SAE training time and memory as the width and the token budget double;
 - transcoders: chapter 05's band of transcoders trained from nothing (time, peak memory, held-out figures).
 
-``--quick`` (a smoke run, used by the test suite) measures the model and a small SAE only.
+``--quick`` (a smoke run, used by the test suite) measures the model and a small SAE only; ``--only SECTION ...``
+re-measures some sections and keeps the others, and ``--chapters ID ...`` some notebooks' rows of the chapters and
+grading sections (a new chapter, or one that changed).
 Figures are printed, never asserted: targets are in the issue and in the README's Performance section.
 """
 
@@ -28,7 +30,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the grader and its kernel
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -46,6 +47,13 @@ from utils.paths import ROOT  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 
 
+def cpu_model() -> str:
+    """The CPU's name (machines differ between sessions: compare figures measured in one run)."""
+    from utils.figures import machine
+
+    return f"{machine()['cpu']} ({machine()['capability']})"
+
+
 SECTIONS = ["model", "sae", "scaling", "transcoders", "chapters", "grading", "throughput", "isolation"]
 
 
@@ -53,12 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: the model and a small SAE only (~1 min)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="re-measure only these sections (keeps the others in --out)")
+    parser.add_argument("--chapters", nargs="+", metavar="ID",
+                        help="with --only chapters/grading: re-measure only these notebooks (05, 04a, ...), keep the other rows")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for latest.json and latest.md")
     args = parser.parse_args(argv)
+    if args.chapters and not args.only:
+        parser.error("--chapters re-measures some rows of a section: name the sections with --only")
     sections = args.only or (["model", "sae", "scaling"] if args.quick else SECTIONS)
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / GB:.0f} GB, "
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / GB:.0f} GB, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads",
         "quick": args.quick,
         "sections": {},
@@ -68,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         "sae": lambda: sae.bench_trainers(args.quick),
         "scaling": lambda: sae.bench_scaling(args.quick),
         "transcoders": lambda: transcoders.bench_transcoders(args.quick),
-        "chapters": lambda: chapters.bench_chapters(args.quick),
-        "grading": lambda: grading.bench_grading(args.quick),
+        "chapters": lambda: chapters.bench_chapters(args.quick, args.chapters),
+        "grading": lambda: grading.bench_grading(args.quick, args.chapters),
         "throughput": lambda: grading.bench_throughput(args.quick),
         "isolation": lambda: grading.bench_isolation(args.quick),
     }
@@ -83,9 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and previous.exists():  # re-measured sections replace theirs; the others are kept
         kept = json.loads(previous.read_text())
         if kept.get("quick") == args.quick:
+            for section in set(sections) & {"chapters", "grading"} if args.chapters else ():  # rows of other notebooks kept
+                measured = {row["notebook"] for row in results["sections"][section]}
+                rows = [row for row in kept["sections"].get(section, []) if row["notebook"] not in measured]
+                results["sections"][section] = sorted(rows + results["sections"][section], key=lambda row: row["notebook"])
             results["sections"] = {**kept["sections"], **results["sections"]}
             results["section_seconds"] = {**kept.get("section_seconds", {}), **results["section_seconds"]}
-            results["date"] = f"{kept['date']} ({', '.join(sections)}: {results['date']})"
+            which = f" of {', '.join(args.chapters)}" if args.chapters else ""
+            results["date"] = f"{kept['date']} ({', '.join(sections)}{which}: {results['date']} on {results['machine']})"
+            results["machine"] = kept["machine"]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "latest.md").write_text(markdown(results) + "\n")

@@ -47,15 +47,22 @@ def data_files() -> list[Path]:
     return sorted(p for p in (ROOT / "utils").rglob("*") if p.is_file() and p.suffix not in {".py", ".pyc"})
 
 
+def relative(path: Path | str) -> str:
+    """``path`` as the fingerprint names it: relative to the clone's root when it is inside it, so that a run
+    stored by one clone of the course is found by another clone of the same code (``ROOT`` differs)."""
+    path = Path(path)
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+
+
 def fingerprint(files: list[Path], extra: str) -> str | None:
-    """A hash of the files' paths and contents and ``extra``; None if a file is gone."""
+    """A hash of the files' paths (`relative`) and contents and ``extra``; None if a file is gone."""
     digest = hashlib.sha256(extra.encode())
-    for path in sorted({Path(p) for p in files}):
+    for path in sorted({Path(p) for p in files}, key=relative):
         try:
             content = path.read_bytes()
         except OSError:
             return None
-        digest.update(f"\0{path}\0{len(content)}\0".encode())
+        digest.update(f"\0{relative(path)}\0{len(content)}\0".encode())
         digest.update(content)
     return digest.hexdigest()
 
@@ -80,8 +87,9 @@ class RunCache:
 
     @staticmethod
     def _fingerprint(imported: list[str], inputs: list[Path], extra: str) -> str | None:
-        """What a run is stored under: the imported files of `utils/`, ``inputs``, `data_files`, ``extra``."""
-        return fingerprint([Path(p) for p in imported] + list(inputs) + data_files(), extra)
+        """What a run is stored under: the imported files of `utils/` (named relative to the root, as `store`
+        records them), ``inputs``, `data_files`, ``extra``."""
+        return fingerprint([ROOT / p for p in imported] + list(inputs) + data_files(), extra)
 
     def lookup(self, name: str, inputs: list[Path], extra: str) -> Run | None:
         """The stored run of ``name`` if its fingerprint, recomputed from today's files, is the one it was
@@ -100,7 +108,7 @@ class RunCache:
     def store(self, name: str, inputs: list[Path], imported: list[str], extra: str, record: dict, executed: str) -> None:
         """Keep a run that passed: ``executed`` (the notebook's JSON) and ``record``, under the fingerprint
         of ``inputs``, the ``imported`` files of `utils/` and `data_files`."""
-        files = sorted(set(imported))
+        files = sorted({relative(p) for p in imported})
         key = self._fingerprint(files, inputs, extra)
         if key is None:
             return

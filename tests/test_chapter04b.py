@@ -153,33 +153,54 @@ def test_sparse_probe_accuracy_grows_with_k_on_era(results):
 
 
 def test_party_is_not_decodable_from_one_paragraph(results):
-    """The notebook's claim: every probe within about seven points of the majority class, the k-sparse ones closer."""
+    """The notebook's claim: every probe within about eight points of the majority class (on both machines of its
+    table; which probe is best on party changes from one to the other)."""
     party = results["party"]
-    assert max(party["raw residual"], party["all SAE latents"], *party["sparse"]) < party["chance"] + 0.08
-    assert max(party["raw residual"], *party["sparse"]) < party["chance"] + 0.05
+    assert max(party["raw residual"], party["all SAE latents"], *party["sparse"]) < party["chance"] + 0.085
 
 
 def test_the_latents_the_prose_reads_are_the_era_probes_top_weights(results):
+    """Section 7 reads four latents among the era probe's 12 largest weights (the dashboard's 12), with these signs,
+    and the formal-vocabulary one is also among the k = 4 probe's latents: so on both machines of the table (the
+    SAE trained on each differs a little; the prose says which figures are the course machine's)."""
     weights = results["era"]["all SAE latents weights"]
-    top = set(weights.abs().topk(6).indices.tolist())
+    top = set(weights.abs().topk(12).indices.tolist())
     assert {3766, 3258, 2063, 2710} <= top
     assert weights[3766] < 0 and weights[3258] < 0 and weights[2063] > 0 and weights[2710] < 0
-    assert {2710, 3258} <= set(results["era"]["selected"][4].tolist())  # "in both" (the k = 4 probe's latents)
+    assert 2710 in results["era"]["selected"][4].tolist()  # "in both" (the k = 4 probe's latents)
 
 
-# the table under "What you should see" (rounded there to 3 decimals)
+# The table under "What you should see" (rounded there to 3 decimals), measured on the two machines it names. Chapter
+# 02's SAE is trained on each machine, and comes out a little different on another CPU (its float arithmetic is
+# not the same); probes fitted on a few hundred paragraphs magnify that, most on party, where they fit noise.
 STATED = {
-    "era": {"chance": 0.527, "raw residual": 0.950, "all SAE latents": 0.934, "sparse": [0.711, 0.807, 0.870, 0.889]},
-    "party": {"chance": 0.517, "raw residual": 0.522, "all SAE latents": 0.586, "sparse": [0.474, 0.474, 0.552, 0.552]},
+    "AMD EPYC": {
+        "era": {"chance": 0.527, "raw residual": 0.950, "all SAE latents": 0.934, "sparse": [0.711, 0.807, 0.870, 0.889]},
+        "party": {"chance": 0.517, "raw residual": 0.522, "all SAE latents": 0.586, "sparse": [0.474, 0.474, 0.552, 0.552]},
+    },
+    "Intel Xeon": {
+        "era": {"chance": 0.527, "raw residual": 0.950, "all SAE latents": 0.945, "sparse": [0.714, 0.834, 0.891, 0.902]},
+        "party": {"chance": 0.517, "raw residual": 0.513, "all SAE latents": 0.517, "sparse": [0.496, 0.522, 0.595, 0.487]},
+    },
 }
+
+
+def within_the_stated_range(got: float, stated: list[float], margin: float = 0.01) -> bool:
+    return min(stated) - margin <= got <= max(stated) + margin
 
 
 @pytest.mark.parametrize("task", ["era", "party"])
 def test_the_stated_table_holds(results, task):
-    got, stated = results[task], STATED[task]
+    """Every figure this machine gives is within 0.01 of the range the table states for it (its two machines)."""
+    got, machines = results[task], [table[task] for table in STATED.values()]
     for name in ["chance", "raw residual", "all SAE latents"]:
-        assert got[name] == pytest.approx(stated[name], abs=0.01), name
-    assert got["sparse"] == pytest.approx(stated["sparse"], abs=0.01)
+        assert within_the_stated_range(got[name], [m[name] for m in machines]), (name, got[name])
+    for k, accuracy in zip(chapter04b.KS, got["sparse"]):
+        assert within_the_stated_range(accuracy, [m["sparse"][chapter04b.KS.index(k)] for m in machines]), (k, accuracy)
+
+
+def test_the_stated_range_check_fails_outside_the_range():
+    assert within_the_stated_range(0.94, [0.934, 0.945]) and not within_the_stated_range(0.96, [0.934, 0.945])
 
 
 def test_without_a_penalty_the_dense_probes_lose_a_little(features, results):

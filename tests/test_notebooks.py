@@ -62,19 +62,32 @@ def _build_binder_environment(folder: Path) -> tuple[Path | None, str]:
 
 
 def _binder_key() -> str:
-    """What the environment is built from (and where: postBuild installs this clone, editable)."""
+    """What the environment is built from (the notebooks' stored runs are stored under it too)."""
     parts = [path.read_bytes() for path in sorted(BINDER.iterdir()) if path.is_file()]
     parts += [(ROOT / name).read_bytes() for name in ("requirements-learner.txt", "pyproject.toml")]
-    parts += [str(ROOT).encode(), sys.version.encode()]
+    parts += [sys.version.encode()]
     return hashlib.sha1(b"\0".join(parts)).hexdigest()[:12]
+
+
+def _install_this_clone(folder: Path) -> None:
+    """postBuild installs the clone it runs in, editable; an environment built by another clone of the same files
+    is pointed at this one (seconds, against minutes for a build). The notebooks' runs put this clone first on
+    PYTHONPATH as well."""
+    if (folder / "clone").exists() and (folder / "clone").read_text() == str(ROOT):
+        return
+    done = subprocess.run([str(folder / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"could not install this clone in the Binder environment: {done.stderr[-400:]}"
+    (folder / "clone").write_text(str(ROOT))
 
 
 @pytest.fixture(scope="session")
 def binder() -> dict:
     """{"python": the Binder environment's Python, or this one's; "why": why not Binder ("" if it is)}.
 
-    Built once per machine for what it is built from (`_binder_key`), in the course's cache; test workers
-    that need it at once wait for the first one's build (`computing`)."""
+    Built once per machine for what it is built from (`_binder_key`), in the course's cache, then pointed at the
+    clone under test (`_install_this_clone`); test workers that need it at once wait for the first one's build
+    (`computing`)."""
     folder = cache_dir() / "binder-env" / _binder_key()
     start = time.perf_counter()
     with computing(folder):
@@ -85,6 +98,8 @@ def binder() -> dict:
                 shutil.rmtree(folder, ignore_errors=True)
                 return {"python": Path(sys.executable), "why": why}
             (folder / "built").write_text(f"{time.perf_counter() - start:.0f} s\n")
+            (folder / "clone").write_text(str(ROOT))
+        _install_this_clone(folder)
     print(f"Binder environment ready in {time.perf_counter() - start:.0f} s (built in {(folder / 'built').read_text().strip()})")
     return {"python": folder / "bin" / "python", "why": ""}
 
@@ -176,19 +191,72 @@ def _execute_under_binders_limit(source: Path, tmp_path: Path, binder: dict) -> 
 
 
 def assert_expected_figures_are_current(source, nb, tmp_path, tolerance: float = 12.0):
-    """Every demo cell that draws has an expected figure in the learner's notebook, and it still looks like
-    what the cell draws now (RMS difference of the pixels, 0-255, below ``tolerance``: a number in a title
-    may differ from machine to machine, a changed plot does not pass)."""
+    """Every demo cell that draws has its expected figures in the learner's notebook, as many, and each still looks
+    like what the cell draws now. On the machine the figures were made on (`figures.machine`), pixel by pixel: RMS
+    difference of the pixels, 0-255, below ``tolerance`` (a number in a title may differ, a changed plot does not
+    pass). On another CPU a model trained in the notebook comes out a little different and so do its curves
+    (measured: RMS 13-46 for five figures between an AMD and an Intel machine, as far apart as two different
+    plots), so there each figure must have its expected figure's size (within 10 %) and the pixels are compared
+    only for the report."""
     from matplotlib.testing.compare import compare_images
+    from PIL import Image
 
     demo = {c.id for c in nb.cells if "demo" in c.metadata.get("tags", [])}
     drawn = {cid: images for cid, images in figures.drawn(nb).items() if cid in demo}
     entries = figures.manifest(source)
     assert sorted(drawn) == sorted(entries), "run `make figures` (and `make release`): the expected figures are out of date"
+    made_on = figures.made_on(source)
+    assert made_on, f"{source.name}: figures.json does not say which machine made its figures: run `make figures`"
+    here = made_on == figures.machine()
+    differing = []
     for cid, images in drawn.items():
         assert len(images) == len(entries[cid]["figures"]), f"cell {cid}: {len(images)} figures now"
-        for png, entry in zip(images, entries[cid]["figures"]):
-            (tmp_path / "now.png").write_bytes(figures.shrink(png))
+        for n, (png, entry) in enumerate(zip(images, entries[cid]["figures"])):
+            now = tmp_path / f"now-{cid}-{n}.png"
+            now.write_bytes(figures.shrink(png))
             expected = figures.folder(source) / entry["file"]
-            difference = compare_images(str(expected), str(tmp_path / "now.png"), tol=tolerance, in_decorator=True)
-            assert difference is None or difference["rms"] <= tolerance, f"{entry['file']}: {difference}"
+            difference = compare_images(str(expected), str(now), tol=tolerance, in_decorator=True)
+            if here:
+                assert difference is None or difference["rms"] <= tolerance, f"{entry['file']}: {difference}"
+                continue
+            (w0, h0), (w1, h1) = Image.open(expected).size, Image.open(now).size
+            assert abs(w1 - w0) <= 0.1 * w0 and abs(h1 - h0) <= 0.1 * h0, f"{entry['file']}: {w0}x{h0} expected, {w1}x{h1} now"
+            if difference is not None and difference["rms"] > tolerance:
+                differing.append(f"{entry['file']} (RMS {difference['rms']:.0f})")
+    if not here:
+        print(f"{source.name}: expected figures made on {made_on['cpu']} ({made_on['capability']}), this is "
+              f"{figures.machine()['cpu']}: sizes compared; pixels differ in {', '.join(differing) or 'none'}")
+
+
+def _png(size: tuple[int, int], colour: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("same_machine", "size", "colour", "passes"),
+    [(True, (200, 100), "white", True), (True, (200, 100), "black", False),  # made here: pixel by pixel
+     (False, (200, 100), "black", True), (False, (300, 100), "white", False)],  # elsewhere: the sizes
+)
+def test_expected_figures_are_compared_by_pixels_where_they_were_made(tmp_path, monkeypatch, same_machine, size, colour, passes):
+    import base64
+
+    monkeypatch.setattr(figures, "folder", lambda source: tmp_path / "figures")
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "c1-1.png").write_bytes(_png((200, 100), "white"))
+    made_on = figures.machine() if same_machine else {**figures.machine(), "cpu": "another CPU"}
+    manifest = {"machine": made_on, "cells": {"c1": {"source_sha": "", "figures": [{"file": "c1-1.png", "alt": ""}]}}}
+    (tmp_path / "figures" / "figures.json").write_text(json.dumps(manifest))
+    cell = nbformat.v4.new_code_cell("plot()", id="c1", metadata={"tags": ["demo"]})
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(_png(size, colour)).decode()})]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    if passes:
+        assert_expected_figures_are_current(tmp_path / "nb.ipynb", nb, tmp_path)
+    else:
+        with pytest.raises(AssertionError):
+            assert_expected_figures_are_current(tmp_path / "nb.ipynb", nb, tmp_path)

@@ -64,3 +64,20 @@ def test_the_kernel_code_lists_the_utils_files_it_imported():
     files = json.loads(done.stdout.strip().splitlines()[-1])
     assert str(runs.ROOT / "utils" / "paths.py") in files
     assert all(f.startswith(str(runs.ROOT / "utils")) for f in files), "only the course's own files"
+
+
+def test_a_run_stored_by_one_clone_is_found_by_another_clone_of_the_same_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("COURSE_FRESH_RUNS", raising=False)
+    clones = [tmp_path / "one", tmp_path / "two"]
+    for root in clones:
+        (root / "utils").mkdir(parents=True)
+        (root / "utils" / "module.py").write_text("x = 1\n")
+        (root / "nb.ipynb").write_text("{}")
+    monkeypatch.setattr(runs, "ROOT", clones[0])
+    runs.RunCache("demo").store("nb", [clones[0] / "nb.ipynb"], [str(clones[0] / "utils" / "module.py")], "env", {}, "{}")
+    monkeypatch.setattr(runs, "ROOT", clones[1])
+    found = runs.RunCache("demo").lookup("nb", [clones[1] / "nb.ipynb"], "env")
+    assert found is not None and found.files == ["utils/module.py"]
+    (clones[1] / "utils" / "module.py").write_text("x = 2\n")  # the other clone's code differs: run again
+    assert runs.RunCache("demo").lookup("nb", [clones[1] / "nb.ipynb"], "env") is None

@@ -69,6 +69,9 @@ def plot_training(histories: dict[str, dict[str, list[float]]]) -> None:
     for ax, key in zip(axes, ["loss", "L0", "variance explained"]):
         ax.set(xlabel="step", title=key)
     axes[0].set_yscale("log")
+    # L0 from 0: a TopK run's L0 is k at every step, and autoscaling a flat line magnifies float noise
+    # (31.995 once in 1,200 steps) into a different-looking axis from one CPU to another
+    axes[1].set_ylim(0, 1.15 * max(max(hist["l0"]) for hist in histories.values()))
     axes[-1].legend(fontsize=8)
     plt.tight_layout()
 

@@ -7,7 +7,9 @@ text — in ``solutions/figures/<notebook>/``, with ``figures.json`` recording e
 JupyterLab, Colab, Binder, GitHub and nbviewer show them offline), in a cell right after it, tagged
 ``expected``, in the solution and in the learner notebook. Tests fail when a demo cell that draws has
 no expected figure or one that no longer looks like what it draws (`tests/test_notebooks.py`, which
-runs every notebook anyway), or when a demo cell changed since its figure was made (`tests/test_release.py`).
+runs every notebook anyway: pixel by pixel on the `machine` the figures were made on; elsewhere, where
+trained models come out a little different, the same figures of the same sizes), or when a demo cell
+changed since its figure was made (`tests/test_release.py`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,38 @@ _backend_bases.FigureCanvasBase.print_figure = _recording_print_figure
 
 def folder(source: Path) -> Path:
     return paths.SOLUTIONS_DIR / "figures" / source.stem
+
+
+def machine() -> dict[str, Any]:
+    """What decides a figure's last bits besides the code: the CPU (its vendor and model, and the vector
+    instructions torch uses on it), the number of threads and torch's version. The figures of a model trained in
+    the notebook (an SAE, a probe, a routed autoencoder) come out visibly different on another CPU: float sums in
+    another order, a few thousand steps later (measured: an AMD EPYC with AVX2 against an Intel Xeon with AVX-512)."""
+    import platform
+
+    import torch
+
+    cpu = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("vendor_id", "model name") and key.strip() not in cpu:
+                cpu[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return {
+        "cpu": cpu.get("model name") or platform.processor() or platform.machine(),
+        "vendor": cpu.get("vendor_id", platform.machine()),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def made_on(source: Path) -> dict[str, Any] | None:
+    """The `machine` a notebook's expected figures were made on (None: not recorded)."""
+    path = folder(source) / "figures.json"
+    return json.loads(path.read_text()).get("machine") if path.exists() else None
 
 
 def source_hash(source: str) -> str:
@@ -140,7 +174,8 @@ def make(source: Path) -> dict[str, Any]:
             figures.append({"file": name, "alt": alt_text(titles.get(hashlib.sha1(png).hexdigest(), []))})
         if figures:
             cells[cell.id] = {"source_sha": source_hash(cell.source), "figures": figures}
-    (target / "figures.json").write_text(json.dumps({"notebook": source.name, "cells": cells}, indent=1) + "\n")
+    record = {"notebook": source.name, "machine": machine(), "cells": cells}
+    (target / "figures.json").write_text(json.dumps(record, indent=1) + "\n")
     return cells
 
 
