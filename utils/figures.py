@@ -35,7 +35,8 @@ COLOURS = 128
 EXPECTED_TAG = "expected"
 CAPTION = (
     "**Expected figure** — from the reference run (`make figures`). Compare yours with it; last digits, "
-    "single pixels and the ids of SAE latents can differ on another machine."
+    "single pixels and the ids of SAE latents can differ on another machine, and so can the wiggles of a "
+    "curve traced by a model trained in this notebook."
 )
 # Runs first in the reference kernel: every figure drawn records its titles (the figure's alt text)
 # under the hash of the PNG it became, so each output image finds its own titles (a widget that draws
