@@ -313,13 +313,16 @@ def replacement_hooks(transcoders: Transcoders, k: int) -> list[tuple[str, objec
 
 
 def replaced_ce_losses(
-    model: HookedTransformer, transcoders: Transcoders, k: int, tokens: Int[Tensor, "seq pos"], batch_size: int = 8
+    model: HookedTransformer, transcoders: Transcoders, k: int, tokens: Int[Tensor, "seq pos"], batch_size: int = 2
 ) -> dict[str, float]:
     """Next-token CE loss: clean; with every band MLP replaced by its transcoder at once; with every band MLP's
     output zero-ablated (both after BOS); the CE loss recovered, (zero − replaced) / (zero − clean); and the
     paper's top-token test (Ameisen et al. 2025, "From Cross-Layer Transcoder to Replacement Model"): on the
     tokens the model predicts correctly with a probability below 0.8 (``top1_tokens`` of them), the fraction
-    where the replaced model's most likely token is the model's (``top1_agreement``)."""
+    where the replaced model's most likely token is the model's (``top1_agreement``).
+
+    ``batch_size`` 2: each [batch, 128, 49,152] float logits tensor is 50 MB, and a batch holds three at once
+    (logits, their log-softmax, their softmax); at 8 the chapter's kernel passed 1.5 GB here (bench/chapters.py)."""
     from transformer_lens.utils import lm_cross_entropy_loss
 
     def zero(out, hook):
