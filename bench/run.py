@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows = [row for row in kept["sections"].get(section, []) if row["notebook"] not in measured]
                 results["sections"][section] = sorted(rows + results["sections"][section], key=lambda row: row["notebook"])
             results["sections"] = {**kept["sections"], **results["sections"]}
-            results["section_seconds"] = {**kept.get("section_seconds", {}), **results["section_seconds"]}
+            seconds = dict(results["section_seconds"])
+            for section in set(sections) & {"chapters", "grading"} if args.chapters else ():  # a few rows: not the section's time
+                seconds.pop(section, None)
+            results["section_seconds"] = {**kept.get("section_seconds", {}), **seconds}
             which = f" of {', '.join(args.chapters)}" if args.chapters else ""
             results["date"] = f"{kept['date']} ({', '.join(sections)}{which}: {results['date']} on {results['machine']})"
             results["machine"] = kept["machine"]

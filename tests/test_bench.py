@@ -68,3 +68,20 @@ def test_quick_grading_benchmarks_report_throughput_and_what_isolation_costs(tmp
     isolated, not_isolated = sections["isolation"]
     assert isolated["score"] == not_isolated["score"] == "8 / 8"
     keep()
+
+
+def test_chapters_re_measures_some_rows_and_keeps_the_others(tmp_path, monkeypatch):
+    from bench import run
+
+    old = [{"notebook": f"0{n}_x.ipynb", "completed": "old"} for n in (0, 5)]
+    kept = {"date": "then", "machine": "old machine", "quick": False, "sections": {"chapters": old, "model": ["m"]},
+            "section_seconds": {"chapters": 600, "model": 100}}
+    (tmp_path / "latest.json").write_text(json.dumps(kept))
+    monkeypatch.setattr(run.chapters, "bench_chapters", lambda quick, only: [{"notebook": "05_x.ipynb", "completed": True}])
+    monkeypatch.setattr(run, "markdown", lambda results: "")
+    assert run.main(["--only", "chapters", "--chapters", "05", "--out", str(tmp_path)]) == 0
+    merged = json.loads((tmp_path / "latest.json").read_text())
+    assert merged["sections"]["chapters"] == [old[0], {"notebook": "05_x.ipynb", "completed": True}]
+    assert merged["sections"]["model"] == ["m"]
+    assert merged["section_seconds"]["chapters"] == 600  # a few rows: not the section's time
+    assert merged["machine"] == "old machine" and "of 05" in merged["date"]
