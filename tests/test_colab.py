@@ -1,18 +1,21 @@
 """Colab: the first cell is written from the one address, installs only the learner's requirements
 around what the runtime has, and works in a simulated Colab (slow tier).
 
-The simulation is a fresh virtual environment holding what a Colab runtime preinstalls, at the
-versions of Colab's runtime we compare with (COLAB_LIKE; torch is this machine's 2.13.0 CPU build, the
-only torch it has offline: Colab's is a CUDA build), a stand-in `google.colab` module imported at the
+The simulation is a fresh virtual environment (a copy of one built once per machine) holding what a Colab
+runtime preinstalls, at the versions of Colab's runtime we compare with (COLAB_LIKE; torch is this machine's
+2.13.0 CPU build, the only torch it has offline: Colab's is a CUDA build), a stand-in `google.colab` module imported at the
 kernel's start as Colab does, and a `file://` clone of this repository in place of the published address.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -21,7 +24,7 @@ from nbclient import NotebookClient
 
 from utils import colab, release
 from utils.course import notebooks
-from utils.paths import CHAPTERS_DIR, ROOT, SOLUTIONS_DIR, cache_dir
+from utils.paths import CHAPTERS_DIR, ROOT, SOLUTIONS_DIR, cache_dir, computing
 
 COLAB_LIKE = ("torch==2.13.0", "numpy==2.0.2", "ipykernel==6.17.1", "matplotlib==3.10.0")
 DEVELOPER_TOOLS = ("jupyterlab", "nbgrader", "pytest", "ruff", "nbqa", "nbclient", "playwright", "dask", "ipykernel")
@@ -98,6 +101,29 @@ def test_offline_on_colab_the_cell_fails_with_one_sentence(tmp_path):
     )
 
 
+def _colab_like_base() -> tuple[Path | None, str]:
+    """A virtual environment holding only COLAB_LIKE, built once per machine (35 s of installing) under the
+    course cache, keyed by COLAB_LIKE and this Python; the test copies it (4 s) and installs the course into
+    the copy. Returns (its folder, "") or (None, why it could not be built)."""
+    key = hashlib.sha256(json.dumps([COLAB_LIKE, sys.version, sys._base_executable]).encode()).hexdigest()[:12]
+    base = cache_dir() / "colab-like" / key
+    with computing(base):
+        if (base / "bin" / "python").exists():
+            return base, ""
+        building = Path(tempfile.mkdtemp(dir=base.parent, prefix=".tmp-"))
+        try:
+            subprocess.run([sys._base_executable, "-m", "venv", str(building)], check=True)
+            pip = [str(building / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+            preinstalled = subprocess.run([*pip, *COLAB_LIKE], capture_output=True, text=True, timeout=1500)
+            if preinstalled.returncode != 0:
+                return None, preinstalled.stderr[-300:]
+            # a venv names its own folder in pyvenv.cfg and its scripts; the test only runs `bin/python`
+            building.rename(base)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+    return base, ""
+
+
 def _branch() -> str:
     return subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
@@ -109,12 +135,11 @@ def test_simulated_colab_runs_chapter_00s_first_cells_and_a_check(tmp_path):
     if subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True).returncode != 0:
         pytest.skip("needs the course as a git repository (it is cloned like Colab clones the published one)")
     venv = tmp_path / "colab"
-    subprocess.run([sys._base_executable, "-m", "venv", str(venv)], check=True)
+    base, problem = _colab_like_base()
+    if base is None:
+        pytest.skip(f"could not build the Colab-like environment (no package index?): {problem}")
+    shutil.copytree(base, venv, symlinks=True)  # a fresh copy: the installer below changes it, never the base
     python = venv / "bin" / "python"
-    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    preinstalled = subprocess.run([*pip, *COLAB_LIKE], capture_output=True, text=True, timeout=1500)
-    if preinstalled.returncode != 0:
-        pytest.skip(f"could not build the Colab-like environment (no package index?): {preinstalled.stderr[-300:]}")
 
     kernels = tmp_path / "kernels" / "colab"
     kernels.mkdir(parents=True)

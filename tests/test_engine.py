@@ -166,3 +166,36 @@ def test_a_withheld_reference_module_imports_but_cannot_be_used():
             import utils.references
 
             utils.references.chapter04d = saved
+
+
+def test_a_check_stops_calling_the_learner_at_the_first_failing_case():
+    calls = []
+
+    def wrong(x):
+        calls.append(x)
+        return x + 1
+
+    exercise = Exercise("double", 1, lambda: [Case((torch.tensor(float(i)),), f"x = {i}") for i in range(1, 4)], lambda x: 2 * x)
+    result = run_exercise(exercise, wrong)
+    assert not result.passed and result.message.startswith("case 2 of 3")  # 1 + 1 == 2 * 1: case 1 passes
+    assert len(calls) == 2  # case 3 is never run: only the first failure is reported
+
+
+def test_grading_chapters_without_a_language_model_never_imports_transformer_lens():
+    """Chapters 01 and 04d grade without TransformerLens (importing it costs the grader and its kernel ~3 s each)."""
+    import subprocess
+    import sys
+
+    from utils.paths import ROOT
+
+    code = (
+        "import sys, utils.grade, utils.grading.kernel\n"
+        "from utils.grading.notebook import exercises_of\n"
+        "exercises_of('01'); exercises_of('04d')\n"
+        "utils.grading.kernel.bootstrap(['utils.references.chapter04d'], lens=False)\n"
+        "print('transformer_lens' in sys.modules)\n"
+        "utils.grading.kernel.bootstrap(['utils.references.chapter00'], lens=True)\n"
+        "print('transformer_lens' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.stdout.split() == ["False", "True"], done.stderr[-2000:]

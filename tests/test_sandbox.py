@@ -144,7 +144,7 @@ def test_without_isolation_grading_says_so_once(capsys, monkeypatch):
 
 
 def test_a_cpu_hog_is_stopped_at_the_cpu_time_cap(tmp_path):
-    report = grade_notebook(variant(tmp_path, "spin", {"keep_half": SPIN}), time_limit=120, limits=Limits(cpu_seconds=25))
+    report = grade_notebook(variant(tmp_path, "spin", {"keep_half": SPIN}), time_limit=120, limits=Limits(cpu_seconds=12))
     message = next(e["message"] for e in report["exercises"] if e["id"] == "keep_half")
     assert "CPU time" in message, message
     assert marks(report)["routing_mask"] == POINTS["routing_mask"]  # the others keep their points

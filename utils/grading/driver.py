@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -49,8 +50,10 @@ class GradingKernel:
     """A fresh IPython kernel for one notebook, in its sandbox, replaced if the learner's code kills
     or hangs it. ``withheld``: the reference modules the kernel may not use (the graded chapter's)."""
 
-    def __init__(self, scratch: Path, withheld: Sequence[str] = (), limits: Limits | None = None, isolate: bool = True):
-        self.scratch, self.withheld = scratch, list(withheld)
+    def __init__(
+        self, scratch: Path, withheld: Sequence[str] = (), limits: Limits | None = None, isolate: bool = True, lens: bool = True
+    ):
+        self.scratch, self.withheld, self.lens = scratch, list(withheld), lens
         self.limits, self.isolate = limits or Limits(), isolate
         self.client: Any = None
         self.sandbox: Sandbox | None = None
@@ -79,7 +82,7 @@ class GradingKernel:
         self._context = self.client.setup_kernel(env=env, stdout=self._log, stderr=self._log)
         self._context.__enter__()
         self.watchdog = Watchdog(km.provisioner.process.pid, self.limits, self.sandbox.anonymous_memory)
-        self.execute(f"import utils.grading.kernel\nutils.grading.kernel.bootstrap({self.withheld!r})", 120)
+        self.execute(f"import utils.grading.kernel\nutils.grading.kernel.bootstrap({self.withheld!r}, {self.lens!r})", 120)
 
     def stop(self) -> None:
         from jupyter_core.utils import run_sync
@@ -199,11 +202,12 @@ def grade_notebook(
     nb = read_notebook(path)
     chapter = chapter_of(path, nb)
     exercises = exercises_of(chapter)
+    lens = "transformer_lens" in sys.modules  # the chapter's code imported it (01 and 04d don't): guard it in the kernel
     sources = cells_to_run(nb)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="course-grade-") as scratch, concurrent.futures.ThreadPoolExecutor(1) as pool:
         references = pool.submit(expected_outputs, chapter, exercises)  # the reference runs here while the kernel starts
-        kernel = GradingKernel(Path(scratch), [REFERENCE_MODULES[chapter]], limits, isolate)
+        kernel = GradingKernel(Path(scratch), [REFERENCE_MODULES[chapter]], limits, isolate, lens)
         try:
             kernel.start()
             cell_errors: dict[str, str] = {}

@@ -16,15 +16,18 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformer_lens import HookedTransformer
 
 from utils.nested import DESCEND, map_nested
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
 
 # ---------------------------------------------------------------------------------------------
 # Exercises as data
@@ -239,6 +242,13 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def models_among(values: Sequence[Any]) -> list[HookedTransformer]:
+    """The TransformerLens models among ``values``. Importing TransformerLens costs a grading process and its
+    kernel ~3 s each, and chapters 01 and 04d grade without it: no model can exist before it is imported."""
+    lens = sys.modules.get("transformer_lens")
+    return [] if lens is None else [v for v in values if isinstance(v, lens.HookedTransformer)]
+
+
 def weights_fingerprint(model: HookedTransformer) -> list[float]:
     """A cheap summary of every parameter (~20 ms), to notice a function that edits the model."""
     with torch.no_grad():
@@ -298,7 +308,7 @@ def call_learner(fn: Callable[..., Any], case: Case, seconds: float | None = Non
     weights it changed in place are restored (and reported, since that is a bug).
     """
     args, kwargs = clone_inputs(case.args), clone_inputs(case.kwargs)
-    models = [a for a in (*args, *kwargs.values()) if isinstance(a, HookedTransformer)]
+    models = models_among([*args, *kwargs.values()])
     before = [weights_fingerprint(m) for m in models]
     try:
         with time_limit(seconds):
@@ -321,7 +331,7 @@ def call_learner(fn: Callable[..., Any], case: Case, seconds: float | None = Non
 
 
 def judge(
-    exercise: Exercise, cases: Sequence[Case], expected: Sequence[Any], outcomes: Sequence[Outcome], diagnose: bool = True
+    exercise: Exercise, cases: Sequence[Case], expected: Sequence[Any], outcomes: Iterable[Outcome], diagnose: bool = True
 ) -> Result:
     """All-or-nothing per exercise: every case must pass. The message names the first failure (a hidden
     case by that word only: its label describes its inputs, which grading never shows), says which
@@ -422,4 +432,5 @@ def run_cases(exercise: Exercise, fn: Any, cases: Sequence[Case]) -> Result:
     if not callable(fn):
         return failed(exercise, f"`{exercise.function}` should be a function, got {describe(fn)}")
     expected = reference_outputs(exercise, cases)
-    return judge(exercise, cases, expected, [call_learner(fn, c, probe=exercise.probe) for c in cases])
+    outcomes = (call_learner(fn, c, probe=exercise.probe) for c in cases)  # lazily: `judge` stops at the first failure
+    return judge(exercise, cases, expected, outcomes)

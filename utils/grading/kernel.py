@@ -51,19 +51,23 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _guarded_objects() -> list[Any]:
+def _guarded_objects(lens: bool) -> list[Any]:
     import math
     import random
 
     import einops
     import numpy
-    import transformer_lens
 
     import utils
 
-    modules = [torch, torch.nn.functional, torch.nn, einops, numpy, math, random, transformer_lens, utils]
+    modules = [torch, torch.nn.functional, torch.nn, einops, numpy, math, random, utils]
     modules += [m for name, m in sys.modules.items() if name.startswith("utils.") and m is not None]
-    classes = [torch.Tensor, torch.nn.Module, transformer_lens.HookedTransformer, transformer_lens.ActivationCache]
+    classes = [torch.Tensor, torch.nn.Module]
+    if lens:
+        import transformer_lens
+
+        modules.append(transformer_lens)
+        classes += [transformer_lens.HookedTransformer, transformer_lens.ActivationCache]
     return modules + classes
 
 
@@ -115,13 +119,14 @@ class WithholdReferences(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 _GUARD = WithholdReferences([])
 
 
-def bootstrap(withheld: Sequence[str] = ()) -> None:
+def bootstrap(withheld: Sequence[str] = (), lens: bool = True) -> None:
     """Before any learner code runs: withhold the graded chapter's reference module, and remember
-    torch's (and the course's) namespaces so that `reset_global_state` can restore them."""
+    torch's (and the course's) namespaces so that `reset_global_state` can restore them. ``lens``: also
+    TransformerLens's (it is imported for that, ~3 s: the driver asks for it when the chapter's code uses it)."""
     _GUARD.modules = set(withheld)
     _GUARD.enforce()
     _SNAPSHOT.clear()
-    for obj in _guarded_objects():
+    for obj in _guarded_objects(lens):
         _SNAPSHOT.append((obj, dict(vars(obj))))
 
 

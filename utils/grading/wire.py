@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from utils.grading.engine import Case, Unportable, describe
+from utils.grading.engine import Case, Unportable, describe, models_among
 from utils.nested import DESCEND, TooDeep, map_nested
 
 MODEL = "__model__"
@@ -24,10 +24,8 @@ UNPORTABLE = "__unportable__"
 
 def case_to_wire(case: Case) -> dict[str, Any]:
     """A case's inputs with every course model replaced by its name (grader side)."""
-    from transformer_lens import HookedTransformer
-
     def wire(value: Any) -> Any:
-        return {MODEL: value.course_model_name} if isinstance(value, HookedTransformer) else DESCEND
+        return {MODEL: value.course_model_name} if models_among([value]) else DESCEND
 
     return {"args": map_nested(wire, case.args), "kwargs": map_nested(wire, case.kwargs), "label": case.label}
 
