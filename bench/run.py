@@ -51,7 +51,8 @@ def cpu_model() -> str:
     """The CPU's name (machines differ between sessions: compare figures measured in one run)."""
     from utils.figures import machine
 
-    return f"{machine()['cpu']} ({machine()['capability']})"
+    found = machine()
+    return f"{found['cpu']} ({found['capability']})"
 
 
 SECTIONS = ["model", "sae", "scaling", "transcoders", "chapters", "grading", "throughput", "isolation"]
@@ -95,13 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and previous.exists():  # re-measured sections replace theirs; the others are kept
         kept = json.loads(previous.read_text())
         if kept.get("quick") == args.quick:
-            for section in set(sections) & {"chapters", "grading"} if args.chapters else ():  # rows of other notebooks kept
+            partial = set(sections) & {"chapters", "grading"} if args.chapters else set()  # sections with only some rows
+            for section in partial:  # the rows of other notebooks kept
                 measured = {row["notebook"] for row in results["sections"][section]}
                 rows = [row for row in kept["sections"].get(section, []) if row["notebook"] not in measured]
                 results["sections"][section] = sorted(rows + results["sections"][section], key=lambda row: row["notebook"])
             results["sections"] = {**kept["sections"], **results["sections"]}
             seconds = dict(results["section_seconds"])
-            for section in set(sections) & {"chapters", "grading"} if args.chapters else ():  # a few rows: not the section's time
+            for section in partial:  # a few rows: not the section's time
                 seconds.pop(section, None)
             results["section_seconds"] = {**kept.get("section_seconds", {}), **seconds}
             which = f" of {', '.join(args.chapters)}" if args.chapters else ""
