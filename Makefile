@@ -68,8 +68,8 @@ notebooks: setup  ## only the slow tier: run every reference notebook end to end
 course: setup  ## make an nbgrader course folder linked to solutions/ (COURSE=path, default ../mechinterp-class)
 	$(BIN)/python -m utils.instructor init $(or $(COURSE),../mechinterp-class)
 
-bench: setup  ## figures: chapter and grading time/memory, model throughput, SAE trainer vs SAELens (QUICK=1: smoke run)
-	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
+bench: setup  ## figures: chapter and grading time/memory, model throughput, SAE trainer vs SAELens (QUICK=1: smoke run; FRESH=1: re-measure the stored sections)
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(if $(FRESH),--fresh)
 
 clean:
 	rm -rf $(VENV)

@@ -18,7 +18,9 @@ Prints one table per section and writes ``bench/results/latest.json`` and ``late
 
 ``--quick`` (a smoke run, used by the test suite) measures the model and a small SAE only; ``--only SECTION ...``
 re-measures some sections and keeps the others, and ``--chapters ID ...`` some notebooks' rows of the chapters and
-grading sections (a new chapter, or one that changed).
+grading sections (a new chapter, or one that changed). A whole run re-reads the slowest sections (chapters,
+transcoders, scaling) from its last measurement of the same code on the same machine (bench/stored.py);
+``--fresh`` measures them again.
 Figures are printed, never asserted: targets are in the issue and in the README's Performance section.
 """
 
@@ -39,7 +41,7 @@ from typing import Any  # noqa: E402
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
-from bench import chapters, grading, model, sae, transcoders  # noqa: E402
+from bench import chapters, grading, model, sae, stored, transcoders  # noqa: E402
 from bench.measure import GB, stopwatch  # noqa: E402
 from bench.report import markdown  # noqa: E402
 from utils.paths import ROOT  # noqa: E402
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chapters", nargs="+", metavar="ID",
                         help="with --only chapters/grading: re-measure only these notebooks (05, 04a, ...), keep the other rows")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for latest.json and latest.md")
+    parser.add_argument("--fresh", action="store_true", help="measure every section (stored sections not re-read)")
     args = parser.parse_args(argv)
     if args.chapters and not args.only:
         parser.error("--chapters re-measures some rows of a section: name the sections with --only")
@@ -86,12 +89,23 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": lambda: grading.bench_throughput(args.quick),
         "isolation": lambda: grading.bench_isolation(args.quick),
     }
+    whole = not args.quick and not args.chapters  # whole sections as measured: stored, and re-read by a run without --only
+    reread = whole and not args.only and not args.fresh
     for section in sections:
         print(f"{section}:", flush=True)
+        earlier = stored.lookup(section, results["machine"]) if reread and section in stored.STORED else None
+        if earlier:
+            results["sections"][section] = earlier["result"]
+            results.setdefault("stored", {})[section] = {"date": earlier["date"], "seconds": earlier["seconds"]}
+            results.setdefault("section_seconds", {})[section] = 0
+            print(f"  (re-read: measured {earlier['date']} in {earlier['seconds']} s, from the same code on this machine)")
+            continue
         with stopwatch() as timing:
             results["sections"][section] = runners[section]()
         print(f"  ({timing['seconds']:.0f} s)", flush=True)
         results.setdefault("section_seconds", {})[section] = round(timing["seconds"])
+        if whole and section in stored.STORED:
+            stored.store(section, results["machine"], results["sections"][section], timing["seconds"], results["date"])
     previous = args.out / "latest.json"
     if args.only and previous.exists():  # re-measured sections replace theirs; the others are kept
         kept = json.loads(previous.read_text())
@@ -106,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             for section in partial:  # a few rows: not the section's time
                 seconds.pop(section, None)
             results["section_seconds"] = {**kept.get("section_seconds", {}), **seconds}
+            reread_before = {name: note for name, note in kept.get("stored", {}).items() if name not in sections}
+            results["stored"] = {**reread_before, **results.get("stored", {})}
             which = f" of {', '.join(args.chapters)}" if args.chapters else ""
             results["date"] = f"{kept['date']} ({', '.join(sections)}{which}: {results['date']} on {results['machine']})"
             results["machine"] = kept["machine"]

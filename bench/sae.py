@@ -50,7 +50,7 @@ def run(python: Path | str, trainer: str, activations: Path, **options: Any) -> 
 def bench_trainers(quick: bool) -> list[dict[str, Any]]:
     """Ours and SAELens's TopK trainers: same activations, width, k, batches, learning rate and steps; each
     scored on the same held-out activations and by its CE loss recovered on the same later corpus text. Then
-    chapter 02's own SAE (`utils.sae.pretrained.recipe`), scored the same way."""
+    chapter 02's own SAE (`utils.sae.pretrained.pretrained_sae`, trained once per machine), scored the same way."""
     n_seqs = 200 if quick else 1200
     size = {"d_sae": 4 * D_MODEL, "steps": 50, "ce_seqs": 4} if quick else {"d_sae": 8 * D_MODEL, "steps": 600, "ce_seqs": 32}
     options = {**size, "k": 32, "corpus_seqs": n_seqs}
@@ -68,7 +68,7 @@ def bench_trainers(quick: bool) -> list[dict[str, Any]]:
             print(f"  {rows[-1]}", flush=True)
         if quick:
             rows.append({"trainer": "chapter", "error": "skipped in --quick mode"})
-        else:  # chapter 02's own SAE (its recipe, on the same activations: the chapter's), scored the same way
+        else:  # chapter 02's own SAE (its recipe, on the same activations: the chapter's, from the course's cache)
             rows.append(run(sys.executable, "chapter", activations, ce_seqs=size["ce_seqs"], corpus_seqs=n_seqs))
             print(f"  {rows[-1]}", flush=True)
     if all("tokens_per_s" in r for r in rows[:2]):

@@ -1,7 +1,7 @@
 """`python -m bench.run --quick`: the benchmark runs end to end and reports figures (never asserted on speed).
 
 A quick run takes minutes; like a notebook's end-to-end run it is kept under the code that made it
-(`tests/runs.py`: every file of `bench/` and `utils/`, the requirements, Python, whether grading can be
+(`utils/runs.py`: every file of `bench/` and `utils/`, the requirements, Python, whether grading can be
 isolated here) and its report checked again on every test run; change one of those files, or set
 ``COURSE_FRESH_RUNS=1``, and it runs again."""
 
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.runs import RunCache
 from utils.grading.sandbox import isolation
+from utils.runs import RunCache
 
 QUICK_RUNS = RunCache("bench-quick")
 
@@ -85,3 +85,51 @@ def test_chapters_re_measures_some_rows_and_keeps_the_others(tmp_path, monkeypat
     assert merged["sections"]["model"] == ["m"]
     assert merged["section_seconds"]["chapters"] == 600  # a few rows: not the section's time
     assert merged["machine"] == "old machine" and "of 05" in merged["date"]
+
+
+def test_a_whole_run_re_reads_the_slow_sections_it_measured_from_the_same_code(tmp_path, monkeypatch):
+    from bench import run, stored
+
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("COURSE_FRESH_RUNS", raising=False)
+    monkeypatch.setattr(stored, "RUNS", stored.RunCache("bench"))  # under this test's cache
+    code = tmp_path / "code.py"
+    code.write_text("v = 1\n")
+    monkeypatch.setattr(stored, "inputs", lambda section: [code])
+    measured: list[str] = []
+
+    def fake(section, value):
+        def measure(*args):
+            measured.append(section)
+            return value
+        return measure
+
+    rows = [{"notebook": "02_x.ipynb", "completed": True, "seconds": 5.0}]
+    for module, name, section, value in [
+        (run.model, "bench_model", "model", {"load_seconds": 1.0, "forward": []}), (run.sae, "bench_trainers", "sae", []),
+        (run.sae, "bench_scaling", "scaling", [{"width": "4x"}]), (run.transcoders, "bench_transcoders", "transcoders", []),
+        (run.chapters, "bench_chapters", "chapters", rows), (run.grading, "bench_grading", "grading", rows),
+        (run.grading, "bench_throughput", "throughput", []), (run.grading, "bench_isolation", "isolation", []),
+    ]:  # fmt: skip
+        monkeypatch.setattr(module, name, fake(section, value))
+
+    def bench(*argv: str) -> dict:
+        measured.clear()
+        assert run.main([*argv, "--out", str(tmp_path / "out")]) == 0
+        return json.loads((tmp_path / "out" / "latest.json").read_text())
+
+    assert set(measured) == set() and "stored" not in bench() and set(measured) == set(run.SECTIONS)
+    again = bench()  # the same code: the slow sections are re-read, with when they were measured and how long it took
+    assert set(measured) == set(run.SECTIONS) - set(stored.STORED)
+    assert set(again["stored"]) == set(stored.STORED) and again["sections"]["chapters"] == rows
+    assert all(again["section_seconds"][section] == 0 for section in stored.STORED)
+    markdown = (tmp_path / "out" / "latest.md").read_text()
+    assert "**chapters** (re-read: measured" in markdown and "scaling, transcoders, chapters re-read" in markdown
+    assert "every section measured" in markdown
+    partly = bench("--only", "model")  # re-measures the model only; the others, and the notes on them, are kept
+    assert measured == ["model"] and set(partly["stored"]) == set(stored.STORED)
+    assert set(bench("--fresh")) and set(measured) == set(run.SECTIONS)  # --fresh measures everything
+    code.write_text("v = 2\n")  # a file the slow sections are made from changed: measured again
+    assert "stored" not in bench() and set(measured) == set(run.SECTIONS)
+    monkeypatch.setenv("COURSE_FRESH_RUNS", "1")
+    assert "stored" not in bench() and set(measured) == set(run.SECTIONS)

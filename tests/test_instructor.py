@@ -18,12 +18,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.conftest import ROOT, SOLUTIONS
-from tests.runs import RunCache
+from tests.conftest import ROOT, SOLUTIONS, prepare_caches
 from utils.course import notebooks
 from utils.grading.sandbox import isolation
 from utils.instructor import crosscheck, init_course, nbgrader_scores
 from utils.mistakes import chapter04d as wrong04d
+from utils.runs import RunCache
 
 pytestmark = pytest.mark.notebooks
 NB = "04d_gradient_routing"
@@ -60,7 +60,7 @@ VALIDATIONS = RunCache("nbgrader-validate")
 def validate_inverted(course: Path, assignment: str) -> str:
     """`nbgrader validate --invert` of a released assignment (it executes the whole learner notebook, a minute for
     some): its output, or the output of the last run that succeeded on the same released notebook with the same
-    `utils/` and environment (`tests/runs.py`; ``COURSE_FRESH_RUNS=1`` validates again)."""
+    `utils/` and environment (`utils/runs.py`; ``COURSE_FRESH_RUNS=1`` validates again)."""
     released = course / "release" / assignment / f"{assignment}.ipynb"
     import nbgrader as nbgrader_package
 
@@ -69,6 +69,7 @@ def validate_inverted(course: Path, assignment: str) -> str:
     stored = VALIDATIONS.lookup(assignment, inputs, extra)
     if stored is not None:
         return stored.notebook.read_text()
+    prepare_caches(SOLUTIONS / f"{assignment}.ipynb")  # a cold cache's transcoders: trained before, not in a cell
     output = nbgrader(course, "validate", "--invert", f"release/{assignment}/{assignment}.ipynb").stdout
     if "Success" in output:
         VALIDATIONS.store(assignment, inputs, [], extra, {"summary": "validate --invert: Success"}, output)

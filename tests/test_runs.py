@@ -1,4 +1,4 @@
-"""tests/runs.py: a stored run is reused only while every file it was made from is byte for byte the same."""
+"""utils/runs.py: a stored run is reused only while every file it was made from is byte for byte the same."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests import runs
+from utils import runs
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Slow runs kept on disk under the code that made them, so a suite run that changed nothing there does not
-redo them.
+"""Slow runs kept on disk under the code that made them, so a suite run (or a `make bench`) that changed
+nothing there does not redo them.
 
 A notebook run end to end (in the simulated Binder, `tests/test_notebooks.py`) takes minutes and is
 deterministic: the same notebook, run with the same code in the same environment, gives the same outputs. So
